@@ -1,0 +1,32 @@
+//! The shared kit: what more than one chapter needs, and only that.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`error`] | [`Error`]: names the failed call and its errno |
+//! | [`io`] | `readn`, `writen`, `read_line`, [`io::LineReader`] |
+//! | [`wait`] | bounded waits with `poll`: readable, writable, a line |
+//! | [`addr`] | parse `IP:PORT`, read the port back |
+//! | [`net`] | narrated, checked socket/bind/listen/accept/connect |
+//! | [`narrate`] | strace-like narration, [`crate::say!`] |
+//! | [`args`] | subcommands, `--addr`, `--help` |
+//! | [`stop`] | Ctrl-C as a pollable fd, for clean server shutdown |
+
+pub mod addr;
+pub mod args;
+pub mod error;
+pub mod io;
+pub mod narrate;
+pub mod net;
+pub mod stop;
+pub mod wait;
+
+pub use error::{Call, Error, Result};
+
+/// Run a binary's real `main`: print the error (which names the call and the
+/// errno) and exit 1 on failure.
+pub fn main_with(body: impl FnOnce() -> Result<()>) {
+    if let Err(e) = body() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

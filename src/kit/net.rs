@@ -1,0 +1,112 @@
+//! Checked, narrated wrappers for the calls every chapter makes, in the
+//! spirit of UNIX Network Programming's `Socket`, `Bind`, `Listen`,
+//! `Accept`: each does the call, prints it like strace, and turns a failure
+//! into an [`Error`] that names the call and the errno. Chapter 2 writes
+//! these calls out one by one; later chapters lean on this file.
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::socket::{
+    self, AddressFamily, Backlog, SockFlag, SockType, SockaddrLike, SockaddrStorage, sockopt,
+};
+
+use super::addr;
+use super::error::{Call, Error, Result};
+use crate::say;
+
+/// The address family of an IPv4 or IPv6 address.
+fn family_of(addr: &SockaddrStorage) -> Result<AddressFamily> {
+    match addr.family() {
+        Some(f @ (AddressFamily::Inet | AddressFamily::Inet6)) => Ok(f),
+        other => Err(Error::msg(format!("not an IP address family: {other:?}"))),
+    }
+}
+
+/// [`socket(2)`](https://man7.org/linux/man-pages/man2/socket.2.html) for a
+/// TCP stream in the family of `addr`, close-on-exec.
+pub fn tcp_socket(who: &str, family: AddressFamily) -> Result<OwnedFd> {
+    let name = if family == AddressFamily::Inet6 { "AF_INET6" } else { "AF_INET" };
+    let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+        .call(format!("socket({name}, SOCK_STREAM, 0)"))?;
+    say!(who, "socket({name}, SOCK_STREAM, 0) = {}", fd.as_raw_fd());
+    Ok(fd)
+}
+
+/// socket → setsockopt(SO_REUSEADDR) → bind → listen, narrated. Returns the
+/// listening socket and the address it really got (the kernel picks the port
+/// for `:0`), read back with `getsockname`.
+pub fn tcp_listen(who: &str, addr: &SockaddrStorage, backlog: i32) -> Result<(OwnedFd, SockaddrStorage)> {
+    let fd = tcp_socket(who, family_of(addr)?)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)
+        .call(format!("setsockopt({}, SO_REUSEADDR, 1)", fd.as_raw_fd()))?;
+    say!(who, "setsockopt({}, SOL_SOCKET, SO_REUSEADDR, 1) = 0", fd.as_raw_fd());
+    socket::bind(fd.as_raw_fd(), addr).call(format!("bind({}, {addr})", fd.as_raw_fd()))?;
+    say!(who, "bind({}, {addr}) = 0", fd.as_raw_fd());
+    let backlog_arg = Backlog::new(backlog).map_err(|e| Error::sys(format!("listen(backlog {backlog})"), e))?;
+    socket::listen(&fd, backlog_arg).call(format!("listen({}, {backlog})", fd.as_raw_fd()))?;
+    say!(who, "listen({}, {backlog}) = 0", fd.as_raw_fd());
+    let bound = local_addr(&fd)?;
+    say!(who, "getsockname({}) = {bound}", fd.as_raw_fd());
+    Ok((fd, bound))
+}
+
+/// socket → connect, narrated.
+pub fn tcp_connect(who: &str, addr: &SockaddrStorage) -> Result<OwnedFd> {
+    let fd = tcp_socket(who, family_of(addr)?)?;
+    socket::connect(fd.as_raw_fd(), addr).call(format!("connect({}, {addr})", fd.as_raw_fd()))?;
+    say!(who, "connect({}, {addr}) = 0", fd.as_raw_fd());
+    Ok(fd)
+}
+
+/// [`accept(2)`](https://man7.org/linux/man-pages/man2/accept.2.html) one
+/// connection, narrated, with the peer's address (from `getpeername`: nix's
+/// `accept` drops it). Retries `EINTR`.
+pub fn accept(who: &str, listener: impl AsFd) -> Result<(OwnedFd, SockaddrStorage)> {
+    let lfd = listener.as_fd().as_raw_fd();
+    let raw = loop {
+        match socket::accept4(lfd, SockFlag::SOCK_CLOEXEC) {
+            Ok(raw) => break raw,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(errno) => return Err(Error::sys(format!("accept({lfd})"), errno)),
+        }
+    };
+    // SAFETY: accept4 just returned this fd; nothing else owns it, and the
+    // OwnedFd becomes its only owner, which closes it exactly once.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let peer = peer_addr(&fd)?;
+    say!(who, "accept({lfd}) = {raw} peer={peer}");
+    Ok((fd, peer))
+}
+
+/// [`getsockname(2)`](https://man7.org/linux/man-pages/man2/getsockname.2.html):
+/// the local address of a socket.
+pub fn local_addr(fd: impl AsFd) -> Result<SockaddrStorage> {
+    let raw = fd.as_fd().as_raw_fd();
+    socket::getsockname(raw).call(format!("getsockname({raw})"))
+}
+
+/// [`getpeername(2)`](https://man7.org/linux/man-pages/man2/getpeername.2.html):
+/// the address of the connected peer.
+pub fn peer_addr(fd: impl AsFd) -> Result<SockaddrStorage> {
+    let raw = fd.as_fd().as_raw_fd();
+    socket::getpeername(raw).call(format!("getpeername({raw})"))
+}
+
+/// The local port of a socket, in host byte order.
+pub fn local_port(fd: impl AsFd) -> Result<u16> {
+    let local = local_addr(fd)?;
+    addr::port(&local).ok_or_else(|| Error::msg(format!("{local} has no port")))
+}
+
+/// Turn `O_NONBLOCK` on or off with
+/// [`fcntl(2)`](https://man7.org/linux/man-pages/man2/fcntl.2.html).
+pub fn set_nonblocking(fd: impl AsFd, on: bool) -> Result<()> {
+    let fd = fd.as_fd();
+    let raw = fd.as_raw_fd();
+    let flags = fcntl(fd, FcntlArg::F_GETFL).call(format!("fcntl({raw}, F_GETFL)"))?;
+    let mut flags = OFlag::from_bits_truncate(flags);
+    flags.set(OFlag::O_NONBLOCK, on);
+    fcntl(fd, FcntlArg::F_SETFL(flags)).call(format!("fcntl({raw}, F_SETFL, {flags:?})"))?;
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Helpers shared by the graded tests: a deadline on every test, loopback
+//! addresses on port 0, background threads whose panics are not lost, an
+//! independent `std::net` client, and an fd-leak check that is safe while
+//! other tests run in parallel.
+//!
+//! Each `tests/chNN_topic.rs` starts with `#[macro_use] mod support;` and
+//! declares its graded tests with [`graded!`]. The grader (`make grade`)
+//! reads the points from the `points = N;` line beside each test.
+
+#![allow(dead_code)] // each test crate uses a different part of this file
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use nix::sys::socket::SockaddrStorage;
+
+/// How long a graded test may run before it fails: long enough for a
+/// correct solution on a loaded 2-core machine, short enough that a
+/// solution that blocks forever fails quickly.
+pub const DEADLINE: Duration = Duration::from_secs(5);
+
+/// A graded test, worth `points`, that fails if it runs past `secs` seconds
+/// (default [`DEADLINE`]):
+///
+/// ```ignore
+/// graded! {
+///     /// What the test checks, in one line.
+///     points = 2;
+///     fn echo_returns_every_byte() { ... }
+/// }
+/// ```
+macro_rules! graded {
+    ($(#[$meta:meta])* points = $points:literal; fn $name:ident() $body:block) => {
+        $(#[$meta])*
+        #[test]
+        fn $name() {
+            let _ = $points; // read by the grader from the source
+            support::run_within(stringify!($name), support::DEADLINE, move || $body);
+        }
+    };
+    ($(#[$meta:meta])* points = $points:literal; secs = $secs:literal; fn $name:ident() $body:block) => {
+        $(#[$meta])*
+        #[test]
+        fn $name() {
+            let _ = $points; // read by the grader from the source
+            support::run_within(
+                stringify!($name),
+                std::time::Duration::from_secs($secs),
+                move || $body,
+            );
+        }
+    };
+}
+
+/// Run `body` on its own thread and wait at most `limit` for it. A panic in
+/// `body` fails the test with its own message; running past `limit` fails it
+/// with a message that says so (the stuck thread is left behind and dies
+/// with the test process).
+pub fn run_within(name: &str, limit: Duration, body: impl FnOnce() + Send + 'static) {
+    let worker = Background::spawn(name, body);
+    worker.join_within(limit, name);
+}
+
+/// A thread whose result (or panic) the test collects with a deadline.
+pub struct Background<T> {
+    done: mpsc::Receiver<thread::Result<T>>,
+    _handle: JoinHandle<()>,
+}
+
+impl<T: Send + 'static> Background<T> {
+    /// Start `body` on a named thread.
+    pub fn spawn(name: &str, body: impl FnOnce() -> T + Send + 'static) -> Background<T> {
+        let (tx, done) = mpsc::channel();
+        let handle = thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+                let _ = tx.send(result);
+            })
+            .expect("spawn a test thread");
+        Background {
+            done,
+            _handle: handle,
+        }
+    }
+
+    /// Wait at most `limit` for the result. Re-raises the thread's panic
+    /// (so its message is the test's failure) or panics on timeout.
+    pub fn join_within(self, limit: Duration, what: &str) -> T {
+        match self.done.recv_timeout(limit) {
+            Ok(Ok(value)) => value,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => panic!(
+                "{what}: no result within {} s (a call that blocks forever?)",
+                limit.as_secs_f32()
+            ),
+        }
+    }
+
+    /// The result if the thread has finished, without waiting.
+    pub fn try_join(&self) -> Option<thread::Result<T>> {
+        self.done.try_recv().ok()
+    }
+}
+
+/// `127.0.0.1:0`: loopback, any free port.
+pub fn loopback_any() -> SockaddrStorage {
+    "127.0.0.1:0".parse::<SocketAddr>().map(SockaddrStorage::from).unwrap()
+}
+
+/// Convert a nix address to `std`, for the independent `std::net` client.
+pub fn std_addr(addr: &SockaddrStorage) -> SocketAddr {
+    if let Some(a) = addr.as_sockaddr_in() {
+        return SocketAddr::V4((*a).into());
+    }
+    SocketAddr::V6((*addr.as_sockaddr_in6().expect("an IP address")).into())
+}
+
+/// An independent client (`std::net`, not the workbook's code) connected to
+/// `addr`, with read and write timeouts of [`DEADLINE`] so it never hangs.
+pub fn std_client(addr: &SockaddrStorage) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&std_addr(addr), DEADLINE)
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.set_write_timeout(Some(DEADLINE)).unwrap();
+    stream
+}
+
+/// How many of this process's open fds are TCP sockets whose *local* port is
+/// `port`: the listener plus every connection a server on `port` still holds.
+/// Ports are unique to a test, so this is safe while other tests run.
+pub fn open_sockets_on_port(port: u16) -> usize {
+    let inodes = tcp_inodes_with_local_port(port);
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    dir.filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_string_lossy();
+            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse::<u64>().ok()
+        })
+        .filter(|inode| inodes.contains(inode))
+        .count()
+}
+
+/// Inodes of the entries in `/proc/net/tcp` and `tcp6` with local port `port`.
+fn tcp_inodes_with_local_port(port: u16) -> Vec<u64> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // cols[1] = local "ADDR:PORT" (hex), cols[9] = inode
+            let Some(local) = cols.get(1) else { continue };
+            let Some((_, hex_port)) = local.rsplit_once(':') else { continue };
+            if u16::from_str_radix(hex_port, 16) == Ok(port) {
+                if let Some(inode) = cols.get(9).and_then(|s| s.parse::<u64>().ok()) {
+                    if inode != 0 {
+                        inodes.push(inode);
+                    }
+                }
+            }
+        }
+    }
+    inodes
+}
