@@ -23,7 +23,9 @@ pub fn parse(text: &str) -> Result<SockaddrStorage> {
 pub fn parse_v4(text: &str) -> Result<SockaddrIn> {
     match parse(text)?.as_sockaddr_in() {
         Some(sin) => Ok(*sin),
-        None => Err(Error::msg(format!("not an IPv4 a.b.c.d:port address: {text:?}"))),
+        None => Err(Error::msg(format!(
+            "not an IPv4 a.b.c.d:port address: {text:?}"
+        ))),
     }
 }
 

@@ -41,8 +41,11 @@ impl Args {
         while let Some(word) = words.next() {
             if word == "--help" || word == "-h" {
                 args.help = true;
-            } else if let Some((name, value)) = word.split_once('=').filter(|_| word.starts_with("--")) {
-                args.options.push((name.to_string(), Some(value.to_string())));
+            } else if let Some((name, value)) =
+                word.split_once('=').filter(|_| word.starts_with("--"))
+            {
+                args.options
+                    .push((name.to_string(), Some(value.to_string())));
             } else if takes_value.contains(&word.as_str()) {
                 let value = words
                     .next()

@@ -10,6 +10,7 @@
 //! | [`narrate`] | strace-like narration, [`crate::say!`] |
 //! | [`args`] | subcommands, `--addr`, `--help` |
 //! | [`stop`] | Ctrl-C as a pollable fd, for clean server shutdown |
+//! | [`tcp`] | `TCP_INFO` (short-length tolerant) and TCP state names |
 
 pub mod addr;
 pub mod args;
@@ -18,6 +19,7 @@ pub mod io;
 pub mod narrate;
 pub mod net;
 pub mod stop;
+pub mod tcp;
 pub mod wait;
 
 pub use error::{Call, Error, Result};

@@ -26,7 +26,11 @@ fn family_of(addr: &SockaddrStorage) -> Result<AddressFamily> {
 /// [`socket(2)`](https://man7.org/linux/man-pages/man2/socket.2.html) for a
 /// TCP stream in the family of `addr`, close-on-exec.
 pub fn tcp_socket(who: &str, family: AddressFamily) -> Result<OwnedFd> {
-    let name = if family == AddressFamily::Inet6 { "AF_INET6" } else { "AF_INET" };
+    let name = if family == AddressFamily::Inet6 {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    };
     let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
         .call(format!("socket({name}, SOCK_STREAM, 0)"))?;
     say!(who, "socket({name}, SOCK_STREAM, 0) = {}", fd.as_raw_fd());
@@ -36,14 +40,23 @@ pub fn tcp_socket(who: &str, family: AddressFamily) -> Result<OwnedFd> {
 /// socket → setsockopt(SO_REUSEADDR) → bind → listen, narrated. Returns the
 /// listening socket and the address it really got (the kernel picks the port
 /// for `:0`), read back with `getsockname`.
-pub fn tcp_listen(who: &str, addr: &SockaddrStorage, backlog: i32) -> Result<(OwnedFd, SockaddrStorage)> {
+pub fn tcp_listen(
+    who: &str,
+    addr: &SockaddrStorage,
+    backlog: i32,
+) -> Result<(OwnedFd, SockaddrStorage)> {
     let fd = tcp_socket(who, family_of(addr)?)?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true)
         .call(format!("setsockopt({}, SO_REUSEADDR, 1)", fd.as_raw_fd()))?;
-    say!(who, "setsockopt({}, SOL_SOCKET, SO_REUSEADDR, 1) = 0", fd.as_raw_fd());
+    say!(
+        who,
+        "setsockopt({}, SOL_SOCKET, SO_REUSEADDR, 1) = 0",
+        fd.as_raw_fd()
+    );
     socket::bind(fd.as_raw_fd(), addr).call(format!("bind({}, {addr})", fd.as_raw_fd()))?;
     say!(who, "bind({}, {addr}) = 0", fd.as_raw_fd());
-    let backlog_arg = Backlog::new(backlog).map_err(|e| Error::sys(format!("listen(backlog {backlog})"), e))?;
+    let backlog_arg =
+        Backlog::new(backlog).map_err(|e| Error::sys(format!("listen(backlog {backlog})"), e))?;
     socket::listen(&fd, backlog_arg).call(format!("listen({}, {backlog})", fd.as_raw_fd()))?;
     say!(who, "listen({}, {backlog}) = 0", fd.as_raw_fd());
     let bound = local_addr(&fd)?;

@@ -41,7 +41,8 @@ impl Stop {
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGINT);
         mask.add(Signal::SIGTERM);
-        mask.thread_block().call("pthread_sigmask(SIG_BLOCK, {SIGINT, SIGTERM})")?;
+        mask.thread_block()
+            .call("pthread_sigmask(SIG_BLOCK, {SIGINT, SIGTERM})")?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .call("signalfd(-1, {SIGINT, SIGTERM}, SFD_NONBLOCK)")?;
         Ok(Stop { signals })
@@ -57,7 +58,10 @@ impl Stop {
         match self.signals.read_signal() {
             Ok(Some(_)) => Ok(true),
             Ok(None) | Err(Errno::EAGAIN) => Ok(false),
-            Err(errno) => Err(Error::sys(format!("read(signalfd {})", self.fd().as_raw_fd()), errno)),
+            Err(errno) => Err(Error::sys(
+                format!("read(signalfd {})", self.fd().as_raw_fd()),
+                errno,
+            )),
         }
     }
 
@@ -87,7 +91,10 @@ impl Stop {
                 }
                 Err(Errno::EINTR) => continue,
                 Err(errno) => {
-                    return Err(Error::sys(format!("poll(fd {}, signalfd)", fd.as_raw_fd()), errno));
+                    return Err(Error::sys(
+                        format!("poll(fd {}, signalfd)", fd.as_raw_fd()),
+                        errno,
+                    ));
                 }
             }
         }

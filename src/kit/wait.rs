@@ -21,13 +21,24 @@ pub fn wait_for(fd: impl AsFd, events: PollFlags, timeout: Duration) -> Result<P
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let call = || format!("poll(fd {}, {events:?}, {} ms)", fd.as_raw_fd(), left.as_millis());
+        let call = || {
+            format!(
+                "poll(fd {}, {events:?}, {} ms)",
+                fd.as_raw_fd(),
+                left.as_millis()
+            )
+        };
         let mut fds = [PollFd::new(fd, events)];
         // Round up so a sub-millisecond remainder still waits.
         let ms = left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1;
         let ms = if left.is_zero() { 0 } else { ms };
-        match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
-            Ok(0) if Instant::now() >= deadline => return Err(Error::sys(call(), Errno::ETIMEDOUT)),
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) if Instant::now() >= deadline => {
+                return Err(Error::sys(call(), Errno::ETIMEDOUT));
+            }
             Ok(0) => continue,
             Ok(_) => return Ok(fds[0].revents().unwrap_or(PollFlags::empty())),
             Err(Errno::EINTR) => continue,

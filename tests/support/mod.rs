@@ -168,3 +168,54 @@ fn tcp_inodes_with_local_port(port: u16) -> Vec<u64> {
     }
     inodes
 }
+
+/// What a finished child process left behind.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run one of the workbook's binaries (`env!("CARGO_BIN_EXE_ch01_sockets")`)
+/// with `args`, and wait at most `limit` for it to exit; a child still
+/// running then is killed and the test fails.
+pub fn run_bin(path: &str, args: &[&str], limit: Duration) -> Finished {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {path}: {e}"));
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = Background::spawn("stdout", move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err = Background::spawn("stderr", move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    // stdout reaches EOF when the child exits (or closes it).
+    let stdout = match out.done.recv_timeout(limit) {
+        Ok(Ok(s)) => s,
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{path} {args:?} did not finish within {} s", limit.as_secs_f32());
+        }
+    };
+    let stderr = err.join_within(DEADLINE, "stderr of child");
+    let status = child.wait().expect("wait for child");
+    Finished {
+        status,
+        stdout,
+        stderr,
+    }
+}
