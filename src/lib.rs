@@ -1,10 +1,15 @@
 //! # sockbook
 //!
 //! A workbook that teaches the POSIX socket API by calling it for real.
-//! Read `chapters/` in order; each chapter has a module here, an exercise
-//! binary in `src/bin/`, and graded tests in `tests/`.
+//! Read `chapters/` in order; each chapter has a module here (whose
+//! documentation is the chapter itself), an exercise binary in `src/bin/`,
+//! and graded tests in `tests/`.
 
 pub mod kit;
 
 pub mod ch01_sockets;
 pub mod ch02_tcp;
+pub mod ch03_sockopts;
+pub mod ch04_select;
+pub mod ch05_handshake;
+pub mod ch06_close;
