@@ -93,32 +93,29 @@ pub fn listen_on(
 pub fn connect_to(who: &str, addr: &SockaddrStorage) -> Result<OwnedFd> {
     let fd = tcp_socket(who, addr)?;
     let raw = fd.as_raw_fd();
-    loop {
-        match socket::connect(raw, addr) {
-            Ok(()) => break,
-            // A signal during a blocking connect: the handshake goes on in
-            // the kernel, and calling connect again would say EALREADY.
-            // Wait for it to finish instead, then ask how it went.
-            Err(Errno::EINTR) => {
-                crate::kit::wait::wait_writable(&fd, Duration::from_secs(75))?;
-                let err = socket::getsockopt(&fd, socket::sockopt::SocketError)
-                    .call(format!("getsockopt({raw}, SO_ERROR)"))?;
-                if err == 0 {
-                    break;
-                }
+    match socket::connect(raw, addr) {
+        Ok(()) => {}
+        // A signal during a blocking connect: the handshake goes on in the
+        // kernel, and calling connect again would say EALREADY. Wait for it
+        // to finish instead, then ask how it went (SO_ERROR).
+        Err(Errno::EINTR) => {
+            crate::kit::wait::wait_writable(&fd, Duration::from_secs(75))?;
+            let err = socket::getsockopt(&fd, socket::sockopt::SocketError)
+                .call(format!("getsockopt({raw}, SO_ERROR)"))?;
+            if err != 0 {
                 return Err(Error::sys(
                     format!("connect({raw}, {addr})"),
                     Errno::from_raw(err),
                 ));
             }
-            Err(errno) => {
-                say!(
-                    who,
-                    "connect({raw}, {addr}) = -1 {}",
-                    crate::kit::error::errno_text(errno)
-                );
-                return Err(Error::sys(format!("connect({raw}, {addr})"), errno));
-            }
+        }
+        Err(errno) => {
+            say!(
+                who,
+                "connect({raw}, {addr}) = -1 {}",
+                crate::kit::error::errno_text(errno)
+            );
+            return Err(Error::sys(format!("connect({raw}, {addr})"), errno));
         }
     }
     say!(who, "connect({raw}, {addr}) = 0");

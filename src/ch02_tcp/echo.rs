@@ -211,7 +211,7 @@ pub const ECHO_CHUNK: usize = 4096;
 /// far. When everything is back, close the socket and return `Complete`.
 pub fn echo_exchange(addr: &SockaddrStorage, data: &[u8], timeout: Duration) -> EchoReply {
     let deadline = Instant::now() + timeout;
-    let mut echoed = Vec::with_capacity(data.len());
+    let mut echoed: Vec<u8> = Vec::with_capacity(data.len());
     // BEGIN SOLUTION
     /// Ok(true): all echoed; Ok(false): the server closed early.
     fn exchange(

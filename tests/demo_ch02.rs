@@ -1,0 +1,229 @@
+//! Plain (ungraded) tests of the `ch02_tcp` binary: the demo finishes by
+//! itself, the servers print `listening on` first, serve an independent
+//! `std::net` client and stop cleanly on SIGINT, and the client subcommand
+//! half-closes at the end of its input.
+
+#[allow(unused_macros)]
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use support::{DEADLINE, run_bin};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ch02_tcp");
+
+/// A child process that is killed and reaped however the test ends.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    /// Start `ch02_tcp args...` with its stdout read line by line.
+    fn start(args: &[&str]) -> Running {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn ch02_tcp");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, lines }
+    }
+
+    fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(DEADLINE)
+            .expect("a line from the child within the deadline")
+    }
+
+    /// The first line must be `listening on IP:PORT`; return the address.
+    fn listening_on(&self) -> SocketAddr {
+        let first = self.next_line();
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line is not `listening on ...`: {first:?}"));
+        addr.parse().expect("an IP:PORT after `listening on`")
+    }
+
+    /// SIGINT, then wait (bounded) for a clean exit: stdout reaches EOF
+    /// when the process exits, so wait for that, then reap it. Returns the
+    /// status and the lines printed after the interrupt.
+    fn interrupt(&mut self) -> (std::process::ExitStatus, Vec<String>) {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT).unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        let mut rest = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => rest.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("the server did not exit within {DEADLINE:?} of SIGINT")
+                }
+            }
+        }
+        (self.child.wait().unwrap(), rest)
+    }
+}
+
+/// Any child, killed and reaped however the test ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn demo_runs_and_exits_zero() {
+    let done = run_bin(BIN, &[], Duration::from_secs(15));
+    assert!(done.status.success(), "demo failed: {}", done.stderr);
+    for expected in [
+        "socket(AF_INET, SOCK_STREAM",
+        "bind(",
+        "listen(",
+        "accept4(",
+        "connect(",
+        "read(",
+        "write(",
+        "close(",
+        "getsockname(",
+        "getpeername(",
+        "MSG_PEEK",
+        "MSG_WAITALL",
+        "MSG_DONTWAIT",
+        "MSG_NOSIGNAL",
+        "ECONNREFUSED",
+        "EADDRINUSE",
+        "(EOF)",
+    ] {
+        assert!(
+            done.stdout.contains(expected),
+            "demo output lacks {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let done = run_bin(BIN, &["--help"], DEADLINE);
+    assert!(done.status.success());
+    for sub in ["server", "client", "daytime-server", "daytime-client"] {
+        assert!(done.stdout.contains(sub), "--help lacks {sub}");
+    }
+}
+
+#[test]
+fn echo_server_talks_to_a_std_client_and_stops_on_sigint() {
+    let mut server = Running::start(&["server", "--addr", "127.0.0.1:0"]);
+    let addr = server.listening_on();
+    for message in [&b"hello\n"[..], b"\x00binary\xff", b"third client"] {
+        let mut client = std::net::TcpStream::connect_timeout(&addr, DEADLINE).unwrap();
+        client.set_read_timeout(Some(DEADLINE)).unwrap();
+        client.write_all(message).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).unwrap();
+        assert_eq!(back, message);
+    }
+    let (status, rest) = server.interrupt();
+    assert!(
+        status.success(),
+        "Ctrl-C should stop the server cleanly: {status}"
+    );
+    assert!(
+        rest.iter().any(|l| l.contains("stopped: 3 connections")),
+        "a summary after Ctrl-C: {rest:?}"
+    );
+}
+
+#[test]
+fn client_half_closes_and_prints_the_echo() {
+    // An independent echo server: echo until EOF, then close.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = support::Background::spawn("std echo", move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break; // the client's shutdown(SHUT_WR)
+            }
+            s.write_all(&buf[..n]).unwrap();
+        }
+    });
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .args(["client", "--addr", &addr.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let input = b"one line\nanother line\n";
+    child.0.stdin.take().unwrap().write_all(input).unwrap(); // then closed: EOF
+    let mut out = child.0.stdout.take().unwrap();
+    let reader = support::Background::spawn("client stdout", move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    // On a timeout this panics, and the guard kills the child.
+    let got = reader.join_within(DEADLINE, "the client's output up to EOF");
+    let status = child.0.wait().unwrap();
+    server.join_within(DEADLINE, "std echo server");
+    assert!(status.success());
+    assert_eq!(got, input);
+}
+
+#[test]
+fn daytime_pair_answers_one_line() {
+    let mut server = Running::start(&["daytime-server", "--addr", "127.0.0.1:0"]);
+    let addr = server.listening_on();
+    // An independent client first: one line, CRLF, then EOF.
+    let mut raw = std::net::TcpStream::connect_timeout(&addr, DEADLINE).unwrap();
+    raw.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut text = String::new();
+    raw.read_to_string(&mut text).unwrap();
+    assert!(text.ends_with("-UTC\r\n"), "RFC 867 line: {text:?}");
+    assert_eq!(text.matches('\n').count(), 1);
+    // Then our own client.
+    let done = run_bin(
+        BIN,
+        &["daytime-client", "--addr", &addr.to_string()],
+        DEADLINE,
+    );
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(done.stdout.contains("-UTC"), "{}", done.stdout);
+    let (status, _) = server.interrupt();
+    assert!(status.success(), "{status}");
+}
