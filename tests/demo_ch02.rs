@@ -158,7 +158,7 @@ fn echo_server_talks_to_a_std_client_and_stops_on_sigint() {
         "Ctrl-C should stop the server cleanly: {status}"
     );
     assert!(
-        rest.iter().any(|l| l.contains("stopped: 3 connections")),
+        rest.iter().any(|l| l.contains("stopped: connections 3")),
         "a summary after Ctrl-C: {rest:?}"
     );
 }

@@ -37,7 +37,7 @@ pub fn run() -> Result<()> {
     scene_errors(&bound)?;
 
     heading("8. Done");
-    close_fd("server", listener)?;
+    in_order(|| close_fd("server", listener))?;
     note(
         "this server served one client at a time; the seed starts a thread per connection: chapter 7",
     );
@@ -67,8 +67,18 @@ fn read_said(who: &str, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
     Ok(n)
 }
 
-/// One narrated `write(2)`.
+/// Make a call and print its line before the other thread can print what
+/// it did in response: holding stdout's (reentrant) lock across both keeps
+/// the narration in cause-and-effect order. Only for calls that cannot
+/// block waiting for the other thread.
+fn in_order<T>(call: impl FnOnce() -> T) -> T {
+    let _order = std::io::stdout().lock();
+    call()
+}
+
+/// One narrated `write(2)`, printed before the peer can react to it.
 fn write_said(who: &str, fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<usize> {
+    let _order = std::io::stdout().lock();
     let raw = fd.as_raw_fd();
     let n = unistd::write(fd, bytes).call(format!("write({raw})"))?;
     say!(who, "write({raw}, {}) = {n}", show_bytes(bytes));
@@ -116,10 +126,10 @@ fn scene_sequence(listener: &OwnedFd, bound: &SockaddrStorage) -> Result<()> {
             let n = read_said("server", conn.as_fd(), &mut buf)?;
             write_said("server", conn.as_fd(), &buf[..n])?;
             read_said("server", conn.as_fd(), &mut buf)?;
-            close_fd("server", conn)
+            in_order(|| close_fd("server", conn))
         },
         || {
-            let fd = connect_to("client", bound)?;
+            let fd = in_order(|| connect_to("client", bound))?;
             let raw = fd.as_raw_fd();
             let local = net::local_addr(&fd)?;
             say!("client", "getsockname({raw}) = {local}");
@@ -133,10 +143,13 @@ fn scene_sequence(listener: &OwnedFd, bound: &SockaddrStorage) -> Result<()> {
             let mut buf = [0u8; 64];
             read_said("client", fd.as_fd(), &mut buf)?;
             note("SHUT_WR sends FIN: the server's next read returns 0, end of file");
-            socket::shutdown(raw, Shutdown::Write).call(format!("shutdown({raw}, SHUT_WR)"))?;
-            say!("client", "shutdown({raw}, SHUT_WR) = 0");
+            in_order(|| {
+                socket::shutdown(raw, Shutdown::Write).call(format!("shutdown({raw}, SHUT_WR)"))?;
+                say!("client", "shutdown({raw}, SHUT_WR) = 0");
+                Ok::<(), Error>(())
+            })?;
             read_said("client", fd.as_fd(), &mut buf)?;
-            close_fd("client", fd)
+            in_order(|| close_fd("client", fd))
         },
     )
 }
@@ -164,10 +177,10 @@ fn scene_byte_stream(listener: &OwnedFd, bound: &SockaddrStorage) -> Result<()> 
                 "{} x write({raw}, 1 byte) = 1: one call per byte, a pause after each word",
                 message.len()
             );
-            close_fd("server", conn)
+            in_order(|| close_fd("server", conn))
         },
         || {
-            let fd = connect_to("client", bound)?;
+            let fd = in_order(|| connect_to("client", bound))?;
             note("the client says go, then reads while the server is still writing");
             write_said("client", fd.as_fd(), b"g")?;
             let mut buf = [0u8; 64];
@@ -180,12 +193,12 @@ fn scene_byte_stream(listener: &OwnedFd, bound: &SockaddrStorage) -> Result<()> 
                 sizes.push(n);
             }
             note(format!(
-                "{} writes arrived in {} reads of {:?} bytes: reads follow the pauses, not the writes",
+                "{} writes arrived in {} reads of {:?} bytes: reads follow the timing, not the writes",
                 message.len(),
                 sizes.len(),
                 sizes
             ));
-            close_fd("client", fd)
+            in_order(|| close_fd("client", fd))
         },
     )?;
 
@@ -210,17 +223,17 @@ fn scene_byte_stream(listener: &OwnedFd, bound: &SockaddrStorage) -> Result<()> 
             note(format!(
                 "3 writes, 1 read of {n} bytes: TCP kept no trace of where one write ended"
             ));
-            close_fd("server", conn)
+            in_order(|| close_fd("server", conn))
         },
         || {
-            let fd = connect_to("client", bound)?;
+            let fd = in_order(|| connect_to("client", bound))?;
             for part in parts {
                 write_said("client", fd.as_fd(), part)?;
             }
             let mut buf = [0u8; 8];
             read_said("client", fd.as_fd(), &mut buf)?;
             note("a protocol must mark its own boundaries: a newline, a length prefix, or EOF");
-            close_fd("client", fd)
+            in_order(|| close_fd("client", fd))
         },
     )
 }
@@ -252,10 +265,10 @@ fn scene_flags(listener: &OwnedFd, bound: &SockaddrStorage) -> Result<()> {
                 "setsockopt({raw}, SOL_SOCKET, SO_LINGER, {{1, 0}}) = 0"
             );
             note("close() with a zero linger resets the connection (chapter 6)");
-            close_fd("server", conn)
+            in_order(|| close_fd("server", conn))
         },
         || {
-            let fd = connect_to("client", bound)?;
+            let fd = in_order(|| connect_to("client", bound))?;
             let raw = fd.as_raw_fd();
             let mut buf = [0u8; 64];
 
@@ -313,7 +326,7 @@ fn scene_flags(listener: &OwnedFd, bound: &SockaddrStorage) -> Result<()> {
             note(
                 "MSG_NOSIGNAL: no SIGPIPE, just the errno (Rust ignores SIGPIPE anyway; chapter 6 shows the signal)",
             );
-            close_fd("client", fd)
+            in_order(|| close_fd("client", fd))
         },
     )
 }
@@ -351,10 +364,10 @@ fn scene_short_writes(listener: &OwnedFd, bound: &SockaddrStorage) -> Result<()>
                 return Err(Error::msg(format!("demo: got {total} of {expected} bytes")));
             }
             note("short reads: each read returned what had arrived, never the whole megabyte");
-            close_fd("server", conn)
+            in_order(|| close_fd("server", conn))
         },
         move || {
-            let fd = connect_to("client", bound)?;
+            let fd = in_order(|| connect_to("client", bound))?;
             let raw = fd.as_raw_fd();
             socket::setsockopt(&fd, sockopt::SndBuf, &4096)
                 .call(format!("setsockopt({raw}, SO_SNDBUF, 4096)"))?;
@@ -402,12 +415,15 @@ fn scene_short_writes(listener: &OwnedFd, bound: &SockaddrStorage) -> Result<()>
                 "writen({raw}, {} bytes): a loop of write() until none is left",
                 data.len() - n
             );
-            socket::shutdown(raw, Shutdown::Write).call(format!("shutdown({raw}, SHUT_WR)"))?;
-            say!("client", "shutdown({raw}, SHUT_WR) = 0");
+            in_order(|| {
+                socket::shutdown(raw, Shutdown::Write).call(format!("shutdown({raw}, SHUT_WR)"))?;
+                say!("client", "shutdown({raw}, SHUT_WR) = 0");
+                Ok::<(), Error>(())
+            })?;
             ready(&fd)?;
             let mut buf = [0u8; 8];
             read_said("client", fd.as_fd(), &mut buf)?;
-            close_fd("client", fd)
+            in_order(|| close_fd("client", fd))
         },
     )
 }
@@ -431,7 +447,7 @@ fn scene_errors(bound: &SockaddrStorage) -> Result<()> {
         Err(e) => return Err(e),
         Ok(_) => return Err(Error::msg("demo: connect to a closed port succeeded?")),
     }
-    close_fd("client", holder)?;
+    in_order(|| close_fd("client", holder))?;
 
     let second = tcp_socket("server", bound)?;
     let raw = second.as_raw_fd();
@@ -441,5 +457,5 @@ fn scene_errors(bound: &SockaddrStorage) -> Result<()> {
     }
     note("one listener per address and port; SO_REUSEADDR (chapter 3) lets a restarted server");
     note("bind while old connections linger in TIME_WAIT, but never beside a live listener");
-    close_fd("server", second)
+    in_order(|| close_fd("server", second))
 }

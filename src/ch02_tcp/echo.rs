@@ -82,7 +82,8 @@ pub fn echo_connection(
             Ok(0) => {
                 say!(
                     "server",
-                    "read({raw}) = 0 (EOF: the client closed its side)"
+                    "read({raw}, {}) = 0 (EOF: the client closed its side)",
+                    buf.len()
                 );
                 return Ok(ConnEnd::Eof(total));
             }
@@ -90,9 +91,14 @@ pub fn echo_connection(
             Err(Errno::EINTR) => continue,
             Err(errno) => return Err(Error::sys(format!("read({raw})"), errno)),
         };
-        say!("server", "read({raw}) = {n} {}", show_bytes(&buf[..n]));
+        say!(
+            "server",
+            "read({raw}, {}) = {n} {}",
+            buf.len(),
+            show_bytes(&buf[..n])
+        );
         crate::kit::io::writen(conn, &buf[..n])?;
-        say!("server", "write({raw}, {n} bytes) = {n}");
+        say!("server", "write({raw}, {}) = {n}", show_bytes(&buf[..n]));
         total += n as u64;
     }
     // END SOLUTION
@@ -281,7 +287,7 @@ pub fn run_server(addr: &SockaddrStorage, stop: BorrowedFd<'_>, idle: Duration) 
     let stats = serve_echo(&listener, stop, idle)?;
     close_fd("server", listener)?;
     crate::kit::narrate::note(format!(
-        "stopped: {} connections, {} bytes echoed, {} ended in an error",
+        "stopped: connections {}, bytes echoed {}, ended in an error {}",
         stats.connections, stats.bytes, stats.failed
     ));
     Ok(())
