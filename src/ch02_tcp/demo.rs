@@ -344,7 +344,7 @@ fn scene_short_writes(listener: &OwnedFd, bound: &SockaddrStorage) -> Result<()>
             go_rx
                 .recv_timeout(WAIT)
                 .map_err(|_| Error::msg("demo: the client never said go"))?;
-            let mut buf = vec![0u8; 64 * 1024];
+            let mut buf = vec![0u8; expected];
             let (mut total, mut reads, mut biggest) = (0usize, 0usize, 0usize);
             loop {
                 ready(&conn)?;
@@ -358,12 +358,14 @@ fn scene_short_writes(listener: &OwnedFd, bound: &SockaddrStorage) -> Result<()>
             }
             say!(
                 "server",
-                "read({raw}, 65536) x {reads} = {total} bytes in all (largest {biggest}), then 0 (EOF)"
+                "read({raw}, {expected}) x {reads} = {total} bytes in all (largest {biggest}), then 0 (EOF)"
             );
             if total != expected {
                 return Err(Error::msg(format!("demo: got {total} of {expected} bytes")));
             }
-            note("short reads: each read returned what had arrived, never the whole megabyte");
+            note(
+                "short reads: the buffer had room for it all, each read returned what had arrived",
+            );
             in_order(|| close_fd("server", conn))
         },
         move || {
@@ -443,6 +445,7 @@ fn scene_errors(bound: &SockaddrStorage) -> Result<()> {
     match connect_to("client", &closed) {
         Err(e) if e.errno() == Some(Errno::ECONNREFUSED) => {
             note("nobody listens there: the kernel answered our SYN with RST");
+            note("(its socket closed itself: the OwnedFd was dropped on the error path)");
         }
         Err(e) => return Err(e),
         Ok(_) => return Err(Error::msg("demo: connect to a closed port succeeded?")),

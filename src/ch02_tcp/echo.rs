@@ -313,7 +313,9 @@ pub fn run_client(addr: &SockaddrStorage) -> Result<()> {
     crate::kit::narrate::set_quiet(true);
     let fd = connect_to("client", addr)?;
     let local = crate::kit::net::local_addr(&fd)?;
-    eprintln!("# connected {local} -> {addr}; type lines, Ctrl-D ends input");
+    tell(format!(
+        "# connected {local} -> {addr}; type lines, Ctrl-D ends input"
+    ));
     let sender = fd
         .try_clone()
         .map_err(|e| Error::msg(format!("dup: {e}")))?;
@@ -323,7 +325,7 @@ pub fn run_client(addr: &SockaddrStorage) -> Result<()> {
         .name("stdin".into())
         .spawn(move || {
             if let Err(e) = copy_stdin_then_shutdown(sender) {
-                eprintln!("error: {e}");
+                tell(format!("error: {e}"));
             }
         })
         .map_err(|e| Error::msg(format!("spawn: {e}")))?;
@@ -338,7 +340,7 @@ pub fn run_client(addr: &SockaddrStorage) -> Result<()> {
         };
         crate::kit::io::writen(stdout.as_fd(), &buf[..n])?;
     }
-    eprintln!("# read = 0: the server closed the connection");
+    tell("# read = 0: the server closed the connection".into());
     close_fd("client", fd)
 }
 
@@ -357,6 +359,16 @@ fn copy_stdin_then_shutdown(sock: OwnedFd) -> Result<()> {
     }
     let raw = sock.as_raw_fd();
     socket::shutdown(raw, Shutdown::Write).call(format!("shutdown({raw}, SHUT_WR)"))?;
-    eprintln!("# stdin ended: shutdown({raw}, SHUT_WR) = 0; reading what is left");
+    tell(format!(
+        "# stdin ended: shutdown({raw}, SHUT_WR) = 0; reading what is left"
+    ));
     Ok(())
+}
+
+/// One line to stderr in one `write(2)`, so it reads cleanly under strace
+/// (`eprintln!` writes each formatted piece separately).
+fn tell(mut line: String) {
+    use std::io::Write;
+    line.push('\n');
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
