@@ -441,6 +441,10 @@ fn std_echo_once(limit: usize, then: fn(TcpStream)) -> (SockaddrStorage, Backgro
         let (mut s, _) = listener.accept().unwrap();
         s.set_read_timeout(Some(DEADLINE)).unwrap();
         s.set_write_timeout(Some(DEADLINE)).unwrap();
+        // It echoes in small pieces; without TCP_NODELAY, Nagle's algorithm
+        // and the client's delayed ACK would stall each piece ~40 ms
+        // (chapter 3).
+        s.set_nodelay(true).unwrap();
         let mut echoed = 0;
         let mut buf = [0u8; 1500];
         while echoed < limit {
