@@ -195,13 +195,33 @@ pub fn wait_readable_or_stop(
     stop: BorrowedFd<'_>,
     timeout: Option<Duration>,
 ) -> Result<Woke> {
+    wait_or_stop(fd, PollFlags::POLLIN, stop, timeout)
+}
+
+/// Wait until a write on `fd` will not block (or the connection has failed:
+/// the write will then say why) or `stop` is readable, for at most
+/// `timeout`. Like [`wait_readable_or_stop`], for the other direction.
+pub fn wait_writable_or_stop(
+    fd: BorrowedFd<'_>,
+    stop: BorrowedFd<'_>,
+    timeout: Option<Duration>,
+) -> Result<Woke> {
+    wait_or_stop(fd, PollFlags::POLLOUT, stop, timeout)
+}
+
+fn wait_or_stop(
+    fd: BorrowedFd<'_>,
+    events: PollFlags,
+    stop: BorrowedFd<'_>,
+    timeout: Option<Duration>,
+) -> Result<Woke> {
     let ms = match timeout {
         None => PollTimeout::NONE,
         Some(t) => PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX),
     };
     loop {
         let mut fds = [
-            PollFd::new(fd, PollFlags::POLLIN),
+            PollFd::new(fd, events),
             PollFd::new(stop, PollFlags::POLLIN),
         ];
         match poll(&mut fds, ms) {
@@ -215,7 +235,11 @@ pub fn wait_readable_or_stop(
             Err(Errno::EINTR) => continue,
             Err(errno) => {
                 return Err(Error::sys(
-                    format!("poll([{}, {}])", fd.as_raw_fd(), stop.as_raw_fd()),
+                    format!(
+                        "poll([{} {events:?}, {} POLLIN])",
+                        fd.as_raw_fd(),
+                        stop.as_raw_fd()
+                    ),
                     errno,
                 ));
             }

@@ -9,11 +9,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::socket::{self, MsgFlags, Shutdown, SockaddrStorage, sockopt};
-use nix::sys::time::{TimeVal, TimeValLike};
+use nix::sys::socket::{self, MsgFlags, Shutdown, SockaddrStorage};
 use nix::unistd;
 
-use super::calls::{accept_peer, close_fd, connect_to, show_bytes, wait_readable_or_stop};
+use super::calls::{
+    accept_peer, close_fd, connect_to, show_bytes, wait_readable_or_stop, wait_writable_or_stop,
+};
 use crate::kit::stop::Woke;
 use crate::kit::{Call, Error, Result, wait};
 use crate::say;
@@ -52,14 +53,23 @@ pub enum ConnEnd {
 ///    `Woke::Timeout` → `ConnEnd::Idle`;
 /// 2. `read(2)` up to 4096 bytes: 0 means EOF → `ConnEnd::Eof`; `EINTR`
 ///    → go round again; any other error → return it (naming the call);
-/// 3. write back *every* byte you read (a write may be short: loop, or use
-///    `kit::io::writen`), and add them to the count.
+/// 3. send back *every* byte you read, and add them to the count. A send
+///    may be short: loop.
 ///
 /// Bytes are bytes: no lines, no text; binary and `\0` are echoed as they
-/// came. Set `SO_SNDTIMEO` to `idle` first
-/// (`setsockopt(conn, sockopt::SendTimeout, &TimeVal::milliseconds(..))`)
-/// so a client that never reads cannot block your write for ever (the write
-/// then fails with `EAGAIN`: return it as an error).
+/// came.
+///
+/// A client that sends and never reads must not block your write for ever
+/// (a test does exactly that). Two ways, pick one:
+/// - simple: first set `SO_SNDTIMEO` to `idle`
+///   (`socket::setsockopt(&conn, sockopt::SendTimeout, &TimeVal::milliseconds(ms))`,
+///   with `nix::sys::socket::sockopt` and `nix::sys::time::{TimeVal,
+///   TimeValLike}` imported);
+///   a write stuck that long then fails with `EAGAIN`: return it as an
+///   error. (Ctrl-C may then wait up to `idle`.)
+/// - better: `send(raw, rest, MSG_DONTWAIT | MSG_NOSIGNAL)`; on `EAGAIN`
+///   wait with `wait_writable_or_stop(conn, stop, Some(idle))` and go on,
+///   stop, or give up (an error, e.g. `ETIMEDOUT`) on a timeout.
 pub fn echo_connection(
     conn: BorrowedFd<'_>,
     stop: BorrowedFd<'_>,
@@ -67,9 +77,6 @@ pub fn echo_connection(
 ) -> Result<ConnEnd> {
     let raw = conn.as_raw_fd();
     // BEGIN SOLUTION
-    let limit = TimeVal::milliseconds(idle.as_millis().clamp(1, i64::MAX as u128) as i64);
-    socket::setsockopt(&conn, sockopt::SendTimeout, &limit)
-        .call(format!("setsockopt({raw}, SO_SNDTIMEO, {idle:?})"))?;
     let mut total = 0u64;
     let mut buf = [0u8; 4096];
     loop {
@@ -97,8 +104,32 @@ pub fn echo_connection(
             buf.len(),
             show_bytes(&buf[..n])
         );
-        crate::kit::io::writen(conn, &buf[..n])?;
-        say!("server", "write({raw}, {}) = {n}", show_bytes(&buf[..n]));
+        // Never block in send: a client that does not read would hold the
+        // server (and Ctrl-C) hostage. MSG_NOSIGNAL: EPIPE, not SIGPIPE.
+        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+        let mut sent = 0;
+        while sent < n {
+            match socket::send(raw, &buf[sent..n], flags) {
+                Ok(m) => {
+                    say!(
+                        "server",
+                        "send({raw}, {}, MSG_DONTWAIT|MSG_NOSIGNAL) = {m}",
+                        show_bytes(&buf[sent..n])
+                    );
+                    sent += m;
+                }
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => match wait_writable_or_stop(conn, stop, Some(idle))? {
+                    Woke::Ready => continue,
+                    Woke::Stop => return Ok(ConnEnd::Stopped(total + sent as u64)),
+                    Woke::Timeout => {
+                        let call = format!("send({raw}): the client read nothing for {idle:?}");
+                        return Err(Error::sys(call, Errno::ETIMEDOUT));
+                    }
+                },
+                Err(errno) => return Err(Error::sys(format!("send({raw})"), errno)),
+            }
+        }
         total += n as u64;
     }
     // END SOLUTION

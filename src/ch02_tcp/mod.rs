@@ -6,7 +6,10 @@ pub mod demo;
 pub mod echo;
 pub mod stream;
 
-pub use calls::{accept_peer, close_fd, connect_to, listen_on, show_bytes, wait_readable_or_stop};
+pub use calls::{
+    accept_peer, close_fd, connect_to, listen_on, show_bytes, wait_readable_or_stop,
+    wait_writable_or_stop,
+};
 pub use echo::{EchoEnd, EchoReply, EchoStats, echo_exchange, serve_echo};
 pub use stream::{read_exact_counting, write_all_counting};
 
