@@ -114,14 +114,17 @@ fn scene_sequence(listener: &OwnedFd, bound: &SockaddrStorage) -> Result<()> {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .map(|s| s.split_whitespace().collect::<Vec<_>>().join("-"))
         .unwrap_or_else(|_| "?".into());
+    // Only so that scene 3's heading comes after the accept in the output.
+    let (accepted_tx, accepted_rx) = mpsc::channel::<()>();
     with_server(
-        || {
+        move || {
             let conn = accept_within(listener)?;
             let raw = conn.as_raw_fd();
             say!("server", "getsockname({raw}) = {}", net::local_addr(&conn)?);
             note(
                 "the accepted socket has the listener's port too: a connection is named by both ends",
             );
+            let _ = accepted_tx.send(());
             let mut buf = [0u8; 64];
             let n = read_said("server", conn.as_fd(), &mut buf)?;
             write_said("server", conn.as_fd(), &buf[..n])?;
@@ -137,6 +140,9 @@ fn scene_sequence(listener: &OwnedFd, bound: &SockaddrStorage) -> Result<()> {
             note(format!(
                 "nobody bound the client: connect() gave it an ephemeral port from ip_local_port_range ({range})"
             ));
+            accepted_rx
+                .recv_timeout(WAIT)
+                .map_err(|_| Error::msg("demo: the server never accepted"))?;
 
             heading("3. write and read; EOF; close");
             write_said("client", fd.as_fd(), b"hello\n")?;
