@@ -2,6 +2,8 @@
 //! the select client. The clients here are independent of the chapter's
 //! code: `std::net` streams, read with `poll(2)` where there are many.
 
+// support's nested ifs trip clippy::collapsible_if (reported to the lead).
+#[allow(clippy::collapsible_if)]
 #[macro_use]
 mod support;
 
@@ -863,20 +865,22 @@ impl Drop for Child {
     }
 }
 
-/// Can this process hold `clients` client fds above FD_SETSIZE? If not,
-/// print why and return false.
-fn can_hold(clients: usize) -> bool {
+/// How many clients this process can hold above FD_SETSIZE: `clients`,
+/// or, where RLIMIT_NOFILE cannot be raised that far, a smaller crowd (the
+/// test then checks what it can and prints why it skipped the rest).
+fn crowd(clients: usize) -> usize {
     let floor = high_fd_floor();
-    let soft = raise_nofile(4096);
-    if floor == 0 || (soft as usize) < floor + clients + 64 {
-        println!(
-            "SKIPPED: needs RLIMIT_NOFILE >= {} for {clients} clients above FD_SETSIZE; \
-             the hard limit allows only {soft} (raise it with `ulimit -Hn` or limits.conf)",
-            libc::FD_SETSIZE + clients + 64
-        );
-        return false;
+    let soft = raise_nofile(4096) as usize;
+    if floor > 0 && soft >= floor + clients + 64 {
+        return clients;
     }
-    true
+    let fallback = 200;
+    println!(
+        "SKIPPED the {clients}-client part: it needs RLIMIT_NOFILE >= {}, and the hard limit \
+         allows only {soft} (raise it with `ulimit -Hn` or limits.conf); checking {fallback} clients",
+        libc::FD_SETSIZE + clients + 64
+    );
+    fallback
 }
 
 graded! {
@@ -885,18 +889,20 @@ graded! {
     points = 3;
     secs = 20;
     fn select_server_serves_1000_and_refuses_past_fd_setsize() {
-        let clients = 1100;
-        if !can_hold(clients) {
-            return;
-        }
+        let clients = crowd(1100);
+        let wall = clients > libc::FD_SETSIZE;
         let server = Child::start(&["server", "--addr", "127.0.0.1:0"]);
         let deadline = Instant::now() + Duration::from_secs(14);
         let mut swarm = Swarm::new();
         swarm.connect(server.addr, clients, 100, deadline);
         let served = swarm.served();
         let refused: Vec<usize> = (0..clients).filter(|i| !served.contains(i)).collect();
-        assert!(served.len() >= 1000, "only {} of {clients} served", served.len());
-        assert!(!refused.is_empty(), "{clients} clients should pass FD_SETSIZE");
+        if wall {
+            assert!(served.len() >= 1000, "only {} of {clients} served", served.len());
+            assert!(!refused.is_empty(), "{clients} clients should pass FD_SETSIZE");
+        } else {
+            assert_eq!(served.len(), clients, "all {clients} should be served");
+        }
         for &i in &refused {
             let first = &swarm.peers[i].lines[0];
             assert!(first.starts_with("* refused") && first.contains("FD_SETSIZE"), "refusal {first:?}");
@@ -907,7 +913,9 @@ graded! {
         let sockets = server.socket_fds();
         assert!(sockets.iter().all(|&fd| fd < libc::FD_SETSIZE), "a socket fd past FD_SETSIZE: {sockets:?}");
         assert_eq!(sockets.len(), served.len() + 1, "listener + served clients");
-        assert_eq!(server.fd_count_below(libc::FD_SETSIZE), libc::FD_SETSIZE, "refused before the table was full");
+        if wall {
+            assert_eq!(server.fd_count_below(libc::FD_SETSIZE), libc::FD_SETSIZE, "refused before the table was full");
+        }
         let mut senders: Vec<usize> = served.iter().copied().step_by(10).collect();
         senders.extend(served.iter().rev().take(10));
         senders.sort_unstable();
@@ -926,10 +934,7 @@ graded! {
     points = 2;
     secs = 20;
     fn poll_server_serves_1500() {
-        let clients = 1500;
-        if !can_hold(clients) {
-            return;
-        }
+        let clients = crowd(1500);
         let server = Child::start(&["server", "--poll", "--addr", "127.0.0.1:0"]);
         let deadline = Instant::now() + Duration::from_secs(14);
         let mut swarm = Swarm::new();
@@ -938,7 +943,9 @@ graded! {
         assert_eq!(served.len(), clients, "poll must serve them all");
         let sockets = server.socket_fds();
         assert_eq!(sockets.len(), clients + 1, "listener + clients");
-        assert!(sockets.iter().any(|&fd| fd >= libc::FD_SETSIZE), "expected fds past FD_SETSIZE");
+        if clients > libc::FD_SETSIZE {
+            assert!(sockets.iter().any(|&fd| fd >= libc::FD_SETSIZE), "expected fds past FD_SETSIZE");
+        }
         let mut senders: Vec<usize> = served.iter().copied().step_by(15).collect();
         senders.extend(served.iter().rev().take(10));
         senders.sort_unstable();
