@@ -212,10 +212,20 @@ fn readable_meanings(listener: &OwnedFd, addr: &SockaddrStorage) -> Result<()> {
         conn.as_raw_fd(),
         errno_text(Errno::from_raw(pending))
     );
-    match unistd::read(&conn, &mut buf) {
-        Ok(n) => say!("demo", "read({}) = {n}", conn.as_raw_fd()),
-        Err(e) => say!("demo", "read({}) = -1 {}", conn.as_raw_fd(), errno_text(e)),
-    }
+    show_read(&conn)?;
+    note("the same again, but read first: read itself reports the pending error");
+    let client = net::tcp_connect("client", addr)?;
+    let (conn, _) = net::accept("demo", listener)?;
+    socket::setsockopt(&client, sockopt::Linger, &abort).call("setsockopt(SO_LINGER)")?;
+    say!(
+        "client",
+        "setsockopt({}, SO_LINGER, {{1, 0}}); close({}) sends RST",
+        client.as_raw_fd(),
+        client.as_raw_fd()
+    );
+    drop(client);
+    show_ready(conn.as_fd())?;
+    show_read(&conn)?;
     note(
         "so after select says \"readable\", read may return data, 0, or -1 with an error: handle all three",
     );
@@ -654,4 +664,14 @@ fn batch_peer(listener: OwnedFd) -> Result<usize> {
     );
     writen(&conn, &all)?;
     Ok(all.len())
+}
+
+/// One `read` on `conn`, narrated whatever it returns.
+fn show_read(conn: &OwnedFd) -> Result<()> {
+    let mut buf = [0u8; 64];
+    match unistd::read(conn, &mut buf) {
+        Ok(n) => say!("demo", "read({}) = {n}", conn.as_raw_fd()),
+        Err(e) => say!("demo", "read({}) = -1 {}", conn.as_raw_fd(), errno_text(e)),
+    }
+    Ok(())
 }
