@@ -8,7 +8,7 @@
 mod support;
 
 use std::collections::{BTreeSet, VecDeque};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
@@ -782,7 +782,6 @@ struct Child {
 
 impl Child {
     fn start(args: &[&str]) -> Child {
-        use std::io::BufRead;
         use std::os::unix::process::CommandExt;
         use std::process::{Command, Stdio};
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ch04_select"));
@@ -845,6 +844,33 @@ impl Child {
             .filter_map(|e| e.ok()?.file_name().to_string_lossy().parse::<usize>().ok())
             .filter(|&fd| fd < limit)
             .count()
+    }
+
+    /// After every client has gone: connect probes until one is welcomed
+    /// as the only client online (each waits on its own welcome line), then
+    /// check in /proc that the server holds just the listener and the probe.
+    fn check_all_closed(&self, deadline: Instant) {
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "the server never got down to one client"
+            );
+            let probe = TcpStream::connect_timeout(&self.addr, DEADLINE).unwrap();
+            probe.set_read_timeout(Some(DEADLINE)).unwrap();
+            let mut welcome = String::new();
+            std::io::BufReader::new(&probe)
+                .read_line(&mut welcome)
+                .unwrap();
+            if welcome.trim_end().ends_with(", 1 online") {
+                let sockets = self.socket_fds();
+                assert_eq!(
+                    sockets.len(),
+                    2,
+                    "listener + probe, but the server holds {sockets:?}"
+                );
+                return;
+            }
+        }
     }
 
     /// SIGTERM, then the exit status and everything it printed.
@@ -922,6 +948,7 @@ graded! {
         senders.dedup();
         swarm.broadcast_check(&served, &senders, deadline);
         drop(swarm);
+        server.check_all_closed(deadline);
         let (status, log) = server.terminate();
         assert!(status.success(), "server exit: {status}");
         let refusals = log.iter().filter(|l| l.starts_with("[select] refused ") && l.contains("FD_SETSIZE")).count();
@@ -952,6 +979,7 @@ graded! {
         senders.dedup();
         swarm.broadcast_check(&served, &senders, deadline);
         drop(swarm);
+        server.check_all_closed(deadline);
         let (status, log) = server.terminate();
         assert!(status.success(), "server exit: {status}");
         assert!(!log.iter().any(|l| l.starts_with("[poll] refused ")), "poll refused someone");
