@@ -358,7 +358,7 @@ impl Chat {
                 self.refuse(fd, peer, limit);
                 continue;
             }
-            self.join(fd, peer);
+            self.join(lfd, fd, peer);
         }
         Ok(())
     }
@@ -387,7 +387,7 @@ impl Chat {
         });
     }
 
-    fn join(&mut self, fd: OwnedFd, peer: String) {
+    fn join(&mut self, lfd: RawFd, fd: OwnedFd, peer: String) {
         let raw = fd.as_raw_fd();
         // Chat lines are small and should go out at once, not wait for
         // Nagle's algorithm to collect more (chapter 3, TCP_NODELAY).
@@ -412,7 +412,10 @@ impl Chat {
             say!(self.who, "{peer} on fd {raw} left at once: {why}");
             return;
         }
-        say!(self.who, "accept4 = {raw}: joined {peer} ({online} online)");
+        say!(
+            self.who,
+            "accept4({lfd}) = {raw}: joined {peer} ({online} online)"
+        );
         self.clients.insert(raw, client);
         self.stats.accepted += 1;
         self.stats.peak = self.stats.peak.max(self.clients.len());
