@@ -15,7 +15,8 @@ use std::ptr;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    self, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage, UnixAddr,
+    self, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrLike,
+    SockaddrStorage, UnixAddr,
 };
 use sockbook::ch01_sockets::{errno_name, format_sockaddr, resolve, sockaddr_in_from_text};
 

@@ -17,8 +17,8 @@ use nix::sys::socket::{
 };
 
 use super::{
-    family_name, gai_error, gai_error_name, getsockopt_int, inet_ntop_v4, inet_ntop_v6, inet_pton_v4,
-    inet_pton_v6, protocol_name, socktype_name,
+    family_name, gai_error, gai_error_name, getsockopt_int, inet_ntop_v4, inet_ntop_v6,
+    inet_pton_v4, inet_pton_v6, protocol_name, socktype_name,
 };
 use crate::kit::error::errno_text;
 use crate::kit::narrate::{heading, note};
@@ -49,7 +49,10 @@ Assignments: cargo test --test ch01_sockets
 
 /// Run the tour: parts 1 to 5, then close everything.
 pub fn tour() -> Result<()> {
-    say!("", "Chapter 1: what a socket is. (`cargo run -- --help` for more)");
+    say!(
+        "",
+        "Chapter 1: what a socket is. (`cargo run -- --help` for more)"
+    );
     let sockets = create_sockets()?;
     ask_the_kernel(&sockets)?;
     let tcp = &sockets[0].fd;
@@ -70,7 +73,12 @@ pub fn tour() -> Result<()> {
 /// The `resolve HOST [PORT]` subcommand: every entry getaddrinfo lists.
 pub fn resolve_command(host: &str, port: Option<u16>) -> Result<()> {
     let service = port.map(|p| p.to_string());
-    let flags = libc::AI_CANONNAME | if port.is_some() { libc::AI_NUMERICSERV } else { 0 };
+    let flags = libc::AI_CANONNAME
+        | if port.is_some() {
+            libc::AI_NUMERICSERV
+        } else {
+            0
+        };
     let entries = getaddrinfo_all(host, service.as_deref(), flags)?;
     if service.is_none() {
         note("no PORT given: the service is NULL and every port reads 0");
@@ -122,7 +130,9 @@ fn create_sockets() -> Result<Vec<Socket>> {
             fd,
         }),
         Err(e) if e.errno() == Some(Errno::EAFNOSUPPORT) => {
-            note(format!("IPv6 is turned off on this machine ({e}); skipping it"));
+            note(format!(
+                "IPv6 is turned off on this machine ({e}); skipping it"
+            ));
         }
         Err(e) => return Err(e),
     }
@@ -162,13 +172,23 @@ fn ask_the_kernel(sockets: &[Socket]) -> Result<()> {
         let domain = getsockopt_int(&s.fd, libc::SOL_SOCKET, libc::SO_DOMAIN, "SO_DOMAIN")?;
         // nix does have SO_TYPE, as sockopt::SockType.
         let socktype = socket::getsockopt(&s.fd, sockopt::SockType)
-            .call(format!("getsockopt({fd}, SOL_SOCKET, SO_TYPE)"))? as c_int;
+            .call(format!("getsockopt({fd}, SOL_SOCKET, SO_TYPE)"))?
+            as c_int;
         let protocol = getsockopt_int(&s.fd, libc::SOL_SOCKET, libc::SO_PROTOCOL, "SO_PROTOCOL")?;
         if i == 0 {
             let size = mem::size_of::<c_int>();
-            say!("", "getsockopt({fd}, SOL_SOCKET, SO_DOMAIN, [{domain}], [{size}]) = 0");
-            say!("", "getsockopt({fd}, SOL_SOCKET, SO_TYPE, [{socktype}], [{size}]) = 0");
-            say!("", "getsockopt({fd}, SOL_SOCKET, SO_PROTOCOL, [{protocol}], [{size}]) = 0");
+            say!(
+                "",
+                "getsockopt({fd}, SOL_SOCKET, SO_DOMAIN, [{domain}], [{size}]) = 0"
+            );
+            say!(
+                "",
+                "getsockopt({fd}, SOL_SOCKET, SO_TYPE, [{socktype}], [{size}]) = 0"
+            );
+            say!(
+                "",
+                "getsockopt({fd}, SOL_SOCKET, SO_PROTOCOL, [{protocol}], [{size}]) = 0"
+            );
             note("the same three questions for every socket:");
         }
         rows.push((fd, s.what, domain, socktype, protocol));
@@ -506,7 +526,9 @@ fn names() -> Result<()> {
         entries.len(),
         addresses.len()
     ));
-    note("with ai_socktype = SOCK_STREAM you get one per address: what std's to_socket_addrs does.");
+    note(
+        "with ai_socktype = SOCK_STREAM you get one per address: what std's to_socket_addrs does.",
+    );
     note("the list is the C library's memory: copy out what you need, then freeaddrinfo it once.");
     Ok(())
 }
@@ -529,7 +551,9 @@ fn errors(bound: SockaddrIn, holder: i32) -> Result<()> {
     let client = net::tcp_socket("", AddressFamily::Inet)?;
     let cfd = client.as_raw_fd();
     if cfd == fd {
-        note(format!("fd {fd} again: a new fd gets the lowest number that is free."));
+        note(format!(
+            "fd {fd} again: a new fd gets the lowest number that is free."
+        ));
     }
     // SAFETY: `closed` is a valid sockaddr_in and as_ptr/len describe it
     // exactly; `cfd` is an open socket owned by `client`.

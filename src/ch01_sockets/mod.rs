@@ -202,7 +202,11 @@ pub fn gai_error(call: impl Into<String>, code: c_int) -> Error {
     // SAFETY: gai_strerror returns a pointer to a static NUL-terminated
     // string for any code (an "unknown error" text for codes it does not know).
     let text = unsafe { CStr::from_ptr(libc::gai_strerror(code)) }.to_string_lossy();
-    Error::msg(format!("{}: {text} ({})", call.into(), gai_error_name(code)))
+    Error::msg(format!(
+        "{}: {text} ({})",
+        call.into(),
+        gai_error_name(code)
+    ))
 }
 
 // ---------------------------------------------------------------------------
@@ -407,10 +411,10 @@ pub fn format_sockaddr(addr: &libc::sockaddr_storage, len: libc::socklen_t) -> R
 pub fn resolve(host: &str, port: u16) -> Result<Vec<SockaddrStorage>> {
     // BEGIN SOLUTION
     let call = format!("getaddrinfo({host:?}, \"{port}\")");
-    let c_host = CString::new(host)
-        .map_err(|_| Error::msg(format!("{call}: the name has a NUL byte")))?;
-    let c_port = CString::new(port.to_string())
-        .map_err(|_| Error::msg(format!("{call}: bad port text")))?;
+    let c_host =
+        CString::new(host).map_err(|_| Error::msg(format!("{call}: the name has a NUL byte")))?;
+    let c_port =
+        CString::new(port.to_string()).map_err(|_| Error::msg(format!("{call}: bad port text")))?;
     let hints = libc::addrinfo {
         ai_flags: libc::AI_NUMERICSERV,
         ai_family: libc::AF_UNSPEC,
@@ -448,8 +452,12 @@ pub fn resolve(host: &str, port: u16) -> Result<Vec<SockaddrStorage>> {
         // stays allocated until `list` is dropped below.
         let entry = unsafe { &*p };
         // SAFETY: ai_addr points to ai_addrlen readable bytes of a sockaddr.
-        if let Some(addr) = unsafe { <SockaddrStorage as nix::sys::socket::SockaddrLike>::from_raw(entry.ai_addr, Some(entry.ai_addrlen)) }
-        {
+        if let Some(addr) = unsafe {
+            <SockaddrStorage as nix::sys::socket::SockaddrLike>::from_raw(
+                entry.ai_addr,
+                Some(entry.ai_addrlen),
+            )
+        } {
             addrs.push(addr);
         }
         p = entry.ai_next;
