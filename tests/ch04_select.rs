@@ -2,8 +2,6 @@
 //! the select client. The clients here are independent of the chapter's
 //! code: `std::net` streams, read with `poll(2)` where there are many.
 
-// support's nested ifs trip clippy::collapsible_if (reported to the lead).
-#[allow(clippy::collapsible_if)]
 #[macro_use]
 mod support;
 
