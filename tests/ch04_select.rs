@@ -463,8 +463,9 @@ graded! {
             }
             writer.join_within(DEADLINE, "flooder");
             let mut f = f;
-            f.send(&"g".repeat(5000));
-            assert_eq!(server.left(&f_addr), Why::LineTooLong { max_line: 4096 });
+            let max_line = Config::default().max_line;
+            f.send(&"g".repeat(max_line + 1000));
+            assert_eq!(server.left(&f_addr), Why::LineTooLong { max_line });
             assert_eq!(server.sockets(), 3, "{kind:?}");
             r.send("after the flood\n");
             // q has the whole flood waiting before this line.
