@@ -169,8 +169,7 @@ pub fn open_idle(
     let mut events = vec![EpollEvent::empty(); 256];
     while !pending.is_empty() && Instant::now() < deadline {
         let left = deadline.saturating_duration_since(Instant::now());
-        let ms = EpollTimeout::try_from(left.as_millis().min(1000) as u16 + 1)
-            .unwrap_or(EpollTimeout::NONE);
+        let ms = EpollTimeout::from(left.as_millis().min(1000) as u16 + 1);
         let n = match epoll.wait(&mut events, ms) {
             Ok(n) => n,
             Err(Errno::EINTR) => continue,
@@ -252,8 +251,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadResult> {
             connect_deadline
         };
         let left = limit.saturating_duration_since(now);
-        let ms = EpollTimeout::try_from(left.as_millis().min(1000) as u16 + 1)
-            .unwrap_or(EpollTimeout::NONE);
+        let ms = EpollTimeout::from(left.as_millis().min(1000) as u16 + 1);
         let n = match epoll.wait(&mut events, ms) {
             Ok(n) => n,
             Err(Errno::EINTR) => continue,

@@ -92,12 +92,14 @@ fn accept_worker(live: Arc<Live>, listener: Arc<OwnedFd>) -> Report {
 /// A pool of `limits.workers` threads, each blocked in `accept` on the
 /// shared (blocking) listener. The calling thread waits for `stop`, then
 /// `shutdown(listener, SHUT_RD)` wakes every blocked `accept` with EINVAL,
-/// the connections are drained, and the workers joined.
+/// the connections are drained, and the workers joined. `on_ready` is
+/// called once every worker has started.
 pub fn accept_pool(
     listener: OwnedFd,
     stop: impl AsFd,
     limits: &Limits,
     live: &Arc<Live>,
+    on_ready: impl FnOnce(),
 ) -> Result<Report> {
     set_nonblocking(&listener, false)?;
     let listener = Arc::new(listener);
@@ -111,6 +113,7 @@ pub fn accept_pool(
             .map_err(|e| Error::msg(format!("spawn worker {i}: {e}")))?;
         workers.push(worker);
     }
+    on_ready();
     wait_stop(stop)?;
     let lfd = listener.as_raw_fd();
     shutdown(lfd, Shutdown::Read).call(format!("shutdown({lfd}, SHUT_RD)"))?;
@@ -130,12 +133,14 @@ pub fn accept_pool(
 
 /// A pool of `limits.workers` threads fed by the calling thread, which
 /// accepts and queues each connection; at most `limits.max_conns` wait in
-/// the queue, one more is refused with a `busy` line.
+/// the queue, one more is refused with a `busy` line. `on_ready` is called
+/// once every worker has started.
 pub fn queue_pool(
     listener: OwnedFd,
     stop: impl AsFd,
     limits: &Limits,
     live: &Arc<Live>,
+    on_ready: impl FnOnce(),
 ) -> Result<Report> {
     set_nonblocking(&listener, true)?;
     let (tx, rx) = mpsc::sync_channel::<(Arc<OwnedFd>, Ticket)>(limits.max_conns.max(1));
@@ -164,6 +169,7 @@ pub fn queue_pool(
             .map_err(|e| Error::msg(format!("spawn worker {i}: {e}")))?;
         workers.push(worker);
     }
+    on_ready();
     let mut report = Report {
         spawned: workers.len() as u64,
         ..Report::default()

@@ -73,12 +73,14 @@ pub fn listeners(
 
 /// Serve on every listener at once, one accept loop (a
 /// [`super::thread::serve`]) per listener, all sharing `live` and `stop`.
-/// Returns the total and each listener's own report, in listener order.
+/// `on_ready` is called once every listener's thread has started. Returns
+/// the total and each listener's own report, in listener order.
 pub fn serve(
     listeners: Vec<OwnedFd>,
     stop: impl AsFd,
     limits: &Limits,
     live: &Arc<Live>,
+    on_ready: impl FnOnce(),
 ) -> Result<(Report, Vec<Report>)> {
     let stop = stop.as_fd();
     let parts: Vec<Result<Report>> = thread::scope(|scope| {
@@ -93,6 +95,7 @@ pub fn serve(
                     })
             })
             .collect();
+        on_ready();
         loops
             .into_iter()
             .map(|spawned| match spawned {

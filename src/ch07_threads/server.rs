@@ -1,6 +1,5 @@
 //! The `server` subcommand: one echo server, in the design you choose.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -116,29 +115,31 @@ pub fn run(args: &Args, stop: &Stop) -> Result<()> {
         Design::Reuseport => {
             let listeners = reuseport::listeners("server", &addr, limits.workers, BACKLOG)?;
             let bound = crate::kit::net::local_addr(&listeners[0])?;
-            listening(&bound);
-            let (total, each) = reuseport::serve(listeners, stop.fd(), &limits, &live)?;
+            let (total, each) =
+                reuseport::serve(listeners, stop.fd(), &limits, &live, || listening(&bound))?;
             let spread: Vec<String> = each.iter().map(|r| r.accepted.to_string()).collect();
             println!("accepted per listener: {}", spread.join(" "));
             total
         }
         _ => {
             let (listener, bound) = tcp_listen("server", &addr, BACKLOG)?;
-            listening(&bound);
+            // The pools say "listening" once their workers are all up, so
+            // whoever reads the line sees the server at its resting size.
+            let ready = || listening(&bound);
             match design {
-                Design::Thread => thread::serve(listener, stop.fd(), &limits, &live)?,
-                Design::Pool => pool::accept_pool(listener, stop.fd(), &limits, &live)?,
-                Design::Queue => {
-                    pool::queue_pool(listener, stop.fd(), &limits, &Arc::clone(&live))?
+                Design::Thread => {
+                    ready();
+                    thread::serve(listener, stop.fd(), &limits, &live)?
                 }
-                Design::Fork => fork::serve(
-                    listener,
-                    stop.fd(),
-                    &limits,
-                    ForkOptions {
+                Design::Pool => pool::accept_pool(listener, stop.fd(), &limits, &live, ready)?,
+                Design::Queue => pool::queue_pool(listener, stop.fd(), &limits, &live, ready)?,
+                Design::Fork => {
+                    ready();
+                    let options = ForkOptions {
                         reap: !args.flag("--no-reap"),
-                    },
-                )?,
+                    };
+                    fork::serve(listener, stop.fd(), &limits, options)?
+                }
                 Design::Reuseport => return Err(Error::msg("reuseport is served above")),
             }
         }
