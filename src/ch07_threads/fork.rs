@@ -158,15 +158,18 @@ fn forget(children: &mut HashSet<Pid>, report: &mut Report, reaped: Vec<Reaped>)
 /// At most `limits.max_conns` children at once (one more connection is
 /// refused with a `busy` line). On stop: close the listener, wait up to
 /// `limits.grace` for the children to finish, SIGTERM the rest, reap all.
+/// `on_ready` is called once the SIGCHLD signalfd is set up.
 pub fn serve(
     listener: OwnedFd,
     stop: impl AsFd,
     limits: &Limits,
     options: ForkOptions,
+    on_ready: impl FnOnce(),
 ) -> Result<Report> {
     let stop = stop.as_fd();
     let sigchld = signalfd_for(&[Signal::SIGCHLD])?;
     set_nonblocking(&listener, true)?;
+    on_ready();
     let mut children: HashSet<Pid> = HashSet::new();
     let mut report = Report::default();
     let lfd = listener.as_raw_fd();

@@ -134,11 +134,10 @@ pub fn run(args: &Args, stop: &Stop) -> Result<()> {
                 Design::Pool => pool::accept_pool(listener, stop.fd(), &limits, &live, ready)?,
                 Design::Queue => pool::queue_pool(listener, stop.fd(), &limits, &live, ready)?,
                 Design::Fork => {
-                    ready();
                     let options = ForkOptions {
                         reap: !args.flag("--no-reap"),
                     };
-                    fork::serve(listener, stop.fd(), &limits, options)?
+                    fork::serve(listener, stop.fd(), &limits, options, ready)?
                 }
                 Design::Reuseport => return Err(Error::msg("reuseport is served above")),
             }
