@@ -236,8 +236,8 @@ graded! {
 
 /// 1,000 clients connect at once, each sends a message and waits for the
 /// echo (or the busy line), then all close. The server must still be
-/// running, and its fds, threads and children must return to what they
-/// were before.
+/// running, its fds, threads and children must return to what they were
+/// before, and SIGTERM must still end it with exit status 0.
 fn thousand_clients(design: &str) {
     ch07::server::raise_fd_limit().unwrap();
     let srv = ServerProcess::start(
@@ -281,6 +281,16 @@ fn thousand_clients(design: &str) {
     // Still alive and serving.
     let mut one = std_client(&srv.addr);
     echo(&mut one, b"still here\n");
+    drop(one);
+    // And it still shuts down cleanly (through the drain).
+    let mut srv = srv;
+    srv.signal(libc::SIGTERM);
+    let (status, lines) = srv.wait_exit(Duration::from_secs(3));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{design}: exit 0 after SIGTERM; printed {lines:?}"
+    );
 }
 
 graded! {

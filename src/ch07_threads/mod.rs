@@ -10,6 +10,7 @@ pub mod proc;
 pub mod reuseport;
 pub mod server;
 pub mod shutdown;
+pub mod spawn;
 pub mod thread;
 
 use std::time::Duration;

@@ -15,13 +15,13 @@
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, TrySendError};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{Shutdown, SockFlag, accept4, shutdown};
+use nix::sys::socket::{Shutdown, SockFlag, SockaddrStorage, accept4, shutdown};
 
 use super::live::{Live, Ticket};
 use super::thread::STACK;
@@ -206,7 +206,8 @@ pub fn queue_pool(
 }
 
 /// What [`herd`] saw: for one connection, how many of the waiting threads
-/// woke up, and how many of those then lost the race to `accept` (EAGAIN).
+/// the kernel woke, how many of those got it from `accept`, and how many
+/// then lost the race to it (EAGAIN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Herd {
     pub waiters: usize,
@@ -215,79 +216,103 @@ pub struct Herd {
     pub lost: usize,
 }
 
+/// `voluntary_ctxt_switches` of thread `tid` of this process: it grows by
+/// one each time the thread goes to sleep, so a thread that was woken and
+/// went back to sleep shows it here even if it never returned to user code.
+fn sleeps(tid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+        .ok()
+        .and_then(|text| {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("voluntary_ctxt_switches:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 /// The thundering herd, observed: `waiters` threads wait for a connection
 /// on one listener, by `poll` (`blocking == false`, listener nonblocking)
 /// or in a blocking `accept` (`blocking == true`). Then `connect` makes one
-/// connection. Each thread that wakes records whether its `accept` won;
-/// after a moment the listener is shut down to release the rest.
+/// connection to the listener's address. A thread counts as woken when its
+/// `voluntary_ctxt_switches` in `/proc/self/task/TID/status` grew: a thread
+/// woken by `poll` that finds the connection already taken goes back to
+/// sleep inside the kernel, and only that count shows it was disturbed.
 pub fn herd(
     waiters: usize,
     blocking: bool,
-    connect: impl FnOnce() -> Result<OwnedFd>,
+    connect: impl FnOnce(&SockaddrStorage) -> Result<OwnedFd>,
 ) -> Result<Herd> {
-    let (listener, _) =
+    let (listener, at) =
         crate::kit::net::tcp_listen("herd", &crate::kit::addr::parse("127.0.0.1:0")?, 16)?;
     set_nonblocking(&listener, !blocking)?;
     let listener = Arc::new(listener);
-    let woke = Arc::new(AtomicUsize::new(0));
     let won = Arc::new(AtomicUsize::new(0));
     let lost = Arc::new(AtomicUsize::new(0));
-    let ready = Arc::new(Barrier::new(waiters + 1));
+    let (tids_tx, tids) = mpsc::channel::<i32>();
+    let (release, released) = mpsc::channel::<()>();
+    let released = Arc::new(Mutex::new(released));
     let mut threads = Vec::new();
     for _ in 0..waiters {
-        let (listener, woke, won, lost, ready) = (
+        let (listener, won, lost, tids_tx, released) = (
             Arc::clone(&listener),
-            Arc::clone(&woke),
             Arc::clone(&won),
             Arc::clone(&lost),
-            Arc::clone(&ready),
+            tids_tx.clone(),
+            Arc::clone(&released),
         );
         threads.push(thread::spawn(move || {
             let lfd = listener.as_raw_fd();
-            ready.wait();
+            let _ = tids_tx.send(nix::unistd::gettid().as_raw());
             if !blocking {
                 let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-                if poll(&mut fds, PollTimeout::from(2000u16)).unwrap_or(0) == 0 {
-                    return; // never woke
-                }
+                let _ = poll(&mut fds, PollTimeout::from(5000u16));
             }
             match accept4(lfd, SockFlag::SOCK_CLOEXEC) {
                 Ok(raw) => {
                     // SAFETY: accept4 just returned this fd; nothing else owns it.
                     drop(unsafe { OwnedFd::from_raw_fd(raw) });
-                    woke.fetch_add(1, Ordering::SeqCst);
                     won.fetch_add(1, Ordering::SeqCst);
                 }
                 Err(Errno::EAGAIN) => {
-                    woke.fetch_add(1, Ordering::SeqCst);
                     lost.fetch_add(1, Ordering::SeqCst);
                 }
-                // EINVAL: released by the shutdown below without waking.
+                // EINVAL: released by the shutdown below without a connection.
                 Err(_) => {}
             }
+            // Stay alive (asleep) until counted, so /proc still has us.
+            let _ = released.lock().map(|r| r.recv());
         }));
     }
-    ready.wait();
-    // Let the waiters reach poll/accept: there is no fd to wait on for
-    // "another thread is now blocked", so this one wait is a sleep.
+    drop(tids_tx);
+    let tids: Vec<i32> = tids.iter().take(waiters).collect();
+    // Let the waiters reach poll/accept and fall asleep there: nothing
+    // signals "another thread is now asleep in the kernel", so this one
+    // wait is a sleep.
     thread::sleep(Duration::from_millis(100));
-    let client = connect()?;
-    // Wait until the connection has been taken, then give the other
-    // waiters a moment to show whether they were woken too.
+    let before: Vec<u64> = tids.iter().map(|&t| sleeps(t)).collect();
+    let client = connect(&at)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     while won.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
         thread::sleep(Duration::from_millis(5));
     }
+    // Give the other waiters a moment to show whether they were woken too.
     thread::sleep(Duration::from_millis(100));
+    let woke = tids
+        .iter()
+        .zip(&before)
+        .filter(|&(&t, &b)| sleeps(t) > b)
+        .count();
     let lfd = listener.as_raw_fd();
     shutdown(lfd, Shutdown::Read).call(format!("shutdown({lfd}, SHUT_RD)"))?;
+    drop(release);
     for t in threads {
         let _ = t.join();
     }
     drop(client);
     Ok(Herd {
         waiters,
-        woke: woke.load(Ordering::SeqCst),
+        woke,
         won: won.load(Ordering::SeqCst),
         lost: lost.load(Ordering::SeqCst),
     })
