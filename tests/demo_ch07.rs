@@ -1,7 +1,8 @@
 //! Plain (ungraded) checks of chapter 7's binary: the demo runs and exits
 //! 0 in time, `--help` lists the subcommands, bad arguments are refused.
 
-#[macro_use]
+#![allow(unused_macros)] // support's graded! is for the graded file
+
 mod support;
 
 use std::time::Duration;
