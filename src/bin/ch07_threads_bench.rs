@@ -212,6 +212,11 @@ struct Row {
     /// `None` when the design was skipped; the reason is in `note`.
     result: Option<LoadResult>,
     cpu_secs: f64,
+    /// Server context switches (all its threads and children) per round trip.
+    switches_per_rt: Option<f64>,
+    /// The load generator's own CPU use, a share of one CPU: near 1.0, the
+    /// generator and not the server is the limit.
+    gen_cpu: f64,
     note: String,
 }
 
@@ -255,6 +260,8 @@ fn measure(design: &Design, scenario: &str, cfg: &LoadConfig, server_cpu: Option
         idle: cfg.idle,
         result: None,
         cpu_secs: 0.0,
+        switches_per_rt: None,
+        gen_cpu: 0.0,
         note: String::new(),
     };
     let program = design.program.to_string_lossy().to_string();
@@ -274,7 +281,26 @@ fn measure(design: &Design, scenario: &str, cfg: &LoadConfig, server_cpu: Option
     cfg.addr = server.addr;
     let hz = proc::ticks_per_second() as f64;
     let before = proc::cpu_ticks(server.pid).unwrap_or((0, 0));
-    let result = load::run(&cfg);
+    let gen_before = proc::cpu_ticks(0).unwrap_or((0, 0));
+    let switches = |pid: i32| -> u64 {
+        proc::context_switches(pid)
+            + proc::children(pid)
+                .iter()
+                .map(|c| proc::context_switches(c.pid))
+                .sum::<u64>()
+    };
+    // Threads and children that come and go take their counts with them:
+    // the end sample is taken while every connection is still open.
+    let mut switch_samples = (switches(server.pid), 0u64);
+    let started = Instant::now();
+    let mut elapsed = Duration::ZERO;
+    let result = load::run_observed(&cfg, || {
+        switch_samples.1 = switches(server.pid);
+        elapsed = started.elapsed();
+    });
+    let gen_after = proc::cpu_ticks(0).unwrap_or(gen_before);
+    row.gen_cpu =
+        (gen_after.0.saturating_sub(gen_before.0)) as f64 / hz / elapsed.as_secs_f64().max(1e-9);
     settle(server.pid);
     let after = proc::cpu_ticks(server.pid).unwrap_or(before);
     row.cpu_secs = ((after.0 + after.1).saturating_sub(before.0 + before.1)) as f64 / hz;
@@ -290,6 +316,12 @@ fn measure(design: &Design, scenario: &str, cfg: &LoadConfig, server_cpu: Option
     }
     if !alive {
         row.note = format!("server died during the run; {}", row.note);
+    }
+    if let Ok(r) = &result
+        && r.round_trips > 0
+    {
+        let n = switch_samples.1.saturating_sub(switch_samples.0);
+        row.switches_per_rt = Some(n as f64 / r.round_trips as f64);
     }
     match result {
         Ok(r) => row.result = Some(r),
@@ -318,15 +350,18 @@ fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| design | round trips/s | x tokio | p50 | p99 | server CPU s / 100k | errors | starved | note |"
+        "| design | round trips/s | x tokio | p50 | p99 | server CPU s / 100k | switches / rt | errors | starved | gen CPU | note |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
     for row in rows {
         match &row.result {
             None => {
                 let _ = writeln!(
                     out,
-                    "| {} | - | - | - | - | - | - | - | {} |",
+                    "| {} | - | - | - | - | - | - | - | - | - | {} |",
                     row.design, row.note
                 );
             }
@@ -337,15 +372,18 @@ fn table(rows: &[Row]) -> String {
                     .map_or("-".to_string(), |c| format!("{c:.2}"));
                 let _ = writeln!(
                     out,
-                    "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.0}% | {} |",
                     row.design,
                     r.rate(),
                     ratio,
                     fmt_us(r.percentile_us(50.0)),
                     fmt_us(r.percentile_us(99.0)),
                     cpu,
+                    row.switches_per_rt
+                        .map_or("-".to_string(), |s| format!("{s:.2}")),
                     r.errors(),
                     r.starved,
+                    row.gen_cpu * 100.0,
                     row.note
                 );
             }
@@ -356,7 +394,7 @@ fn table(rows: &[Row]) -> String {
 
 fn csv(rows: &[Row], secs: u64, size: usize) -> String {
     let mut out = String::from(
-        "scenario,design,conns,idle,size,secs,round_trips,rate_per_s,ratio_to_tokio,p50_us,p99_us,server_cpu_s,cpu_s_per_100k,connect_failed,broken,starved,note\n",
+        "scenario,design,conns,idle,size,secs,round_trips,rate_per_s,ratio_to_tokio,p50_us,p99_us,server_cpu_s,cpu_s_per_100k,switches_per_rt,gen_cpu,connect_failed,broken,starved,note\n",
     );
     for scenario in unique(rows.iter().map(|r| r.scenario.as_str())) {
         let group: Vec<&Row> = rows.iter().filter(|r| r.scenario == scenario).collect();
@@ -372,14 +410,14 @@ fn csv(rows: &[Row], secs: u64, size: usize) -> String {
                 None => {
                     let _ = writeln!(
                         out,
-                        "{},{},{},{},{size},{secs},,,,,,,,,,,{note}",
+                        "{},{},{},{},{size},{secs},,,,,,,,,,,,,{note}",
                         row.scenario, row.design, row.conns, row.idle
                     );
                 }
                 Some(r) => {
                     let _ = writeln!(
                         out,
-                        "{},{},{},{},{size},{secs},{},{:.1},{},{},{},{:.3},{},{},{},{},{note}",
+                        "{},{},{},{},{size},{secs},{},{:.1},{},{},{},{:.3},{},{},{:.3},{},{},{},{note}",
                         row.scenario,
                         row.design,
                         row.conns,
@@ -394,6 +432,9 @@ fn csv(rows: &[Row], secs: u64, size: usize) -> String {
                         row.cpu_secs,
                         row.cpu_per_100k()
                             .map_or(String::new(), |c| format!("{c:.3}")),
+                        row.switches_per_rt
+                            .map_or(String::new(), |s| format!("{s:.3}")),
+                        row.gen_cpu,
                         r.connect_failed,
                         r.broken,
                         r.starved

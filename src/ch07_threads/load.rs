@@ -194,6 +194,13 @@ pub fn open_idle(
 /// connections were set going; messages still in flight then are not
 /// counted.
 pub fn run(cfg: &LoadConfig) -> Result<LoadResult> {
+    run_observed(cfg, || {})
+}
+
+/// [`run`], calling `at_end` when the run is over but before any
+/// connection is closed: the moment to sample the server (its threads and
+/// children are all still there).
+pub fn run_observed(cfg: &LoadConfig, at_end: impl FnOnce()) -> Result<LoadResult> {
     let mut result = LoadResult::default();
     let (idle, idle_failed) = if cfg.idle > 0 {
         open_idle(&cfg.addr, cfg.idle, cfg.connect_timeout)?
@@ -288,6 +295,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadResult> {
     result.elapsed = first_send
         .map(|t| Instant::now().saturating_duration_since(t))
         .unwrap_or_default();
+    at_end();
     result.starved = conns.iter().flatten().filter(|c| c.done == 0).count();
     result.idle_held = idle.len();
     result.latencies_us.sort_unstable();

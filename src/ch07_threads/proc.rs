@@ -114,3 +114,30 @@ pub fn status_kb(pid: i32, key: &str) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// Context switches (voluntary + involuntary) of every thread of `pid` now
+/// alive, from `/proc/PID/task/TID/status`. Threads that have exited are
+/// not counted, so sample while the threads of interest still run.
+pub fn context_switches(pid: i32) -> u64 {
+    let Ok(dir) = fs::read_dir(format!("/proc/{}/task", name(pid))) else {
+        return 0;
+    };
+    let mut total = 0;
+    for entry in dir.flatten() {
+        let Ok(text) = fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        for line in text.lines() {
+            if line.starts_with("voluntary_ctxt_switches:")
+                || line.starts_with("nonvoluntary_ctxt_switches:")
+            {
+                total += line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    total
+}
