@@ -66,3 +66,50 @@ fn server_stops_cleanly_on_sigint() {
         assert_eq!(status.code(), Some(0), "{design}: {lines:?}");
     }
 }
+
+#[test]
+fn server_survives_resets_and_garbage() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    for design in ["thread", "queue", "fork"] {
+        let mut srv = support::server_process::ServerProcess::start(
+            BIN,
+            &[
+                "server",
+                "--design",
+                design,
+                "--addr",
+                "127.0.0.1:0",
+                "--grace-ms",
+                "500",
+            ],
+            support::DEADLINE,
+        );
+        for i in 0..20u8 {
+            let mut c = support::std_client(&srv.addr);
+            let garbage: Vec<u8> = (0..200u8)
+                .map(|b| b.wrapping_mul(i).wrapping_add(7))
+                .collect();
+            c.write_all(&garbage).unwrap();
+            // SO_LINGER {on, 0}: close sends RST instead of FIN.
+            nix::sys::socket::setsockopt(
+                &c.as_fd(),
+                nix::sys::socket::sockopt::Linger,
+                &libc::linger {
+                    l_onoff: 1,
+                    l_linger: 0,
+                },
+            )
+            .unwrap();
+        }
+        let mut ok = support::std_client(&srv.addr);
+        ok.write_all(b"still alive?\n").unwrap();
+        let mut back = [0u8; 13];
+        ok.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"still alive?\n", "{design}");
+        drop(ok);
+        srv.signal(libc::SIGTERM);
+        let (status, lines) = srv.wait_exit(support::DEADLINE);
+        assert_eq!(status.code(), Some(0), "{design}: {lines:?}");
+    }
+}
