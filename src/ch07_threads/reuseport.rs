@@ -113,5 +113,8 @@ pub fn serve(
         total.add(&part);
         each.push(part);
     }
+    // Every loop drains the same shared `live` and each may cut the same
+    // stragglers: the number cut is the largest any of them saw.
+    total.cut = each.iter().map(|r| r.cut).max().unwrap_or(0);
     Ok((total, each))
 }
