@@ -230,3 +230,6 @@ pub fn run_bin(path: &str, args: &[&str], limit: Duration) -> Finished {
         stderr,
     }
 }
+
+/// A server binary run as a child process (chapter 7 and later).
+pub mod server_process;
