@@ -2,7 +2,7 @@
 CARGO ?= cargo
 GRADE  = $(CARGO) run --quiet --bin grade --
 
-.PHONY: help run tour test grade student hang selfcheck lint doc clean
+.PHONY: help run tour test grade student hang selfcheck lint doc bench clean
 
 help:
 	@echo "make run       chapter 1's demo (the first thing to run)"
@@ -14,6 +14,8 @@ help:
 	@echo "make selfcheck reference full marks; student and hang editions score 0"
 	@echo "make lint      cargo fmt --check and clippy -D warnings"
 	@echo "make doc       the API docs, with each chapter as its module's page"
+	@echo "make bench     rank the server designs against a tokio peer (a few minutes);"
+	@echo "               BENCH='--secs 5 --scenarios busy' to choose"
 
 run:
 	$(CARGO) run --quiet --bin ch01_sockets
@@ -48,6 +50,14 @@ lint:
 doc:
 	$(CARGO) doc --no-deps
 	@echo "open target/doc/sockbook/index.html"
+
+# The tokio peer is a separate crate (bench/tokio-echo, its own workspace):
+# the workbook itself builds with libc, nix and errno only.
+bench:
+	$(CARGO) build --release --bins
+	$(CARGO) build --release --manifest-path bench/tokio-echo/Cargo.toml --target-dir target/bench/tokio-build \
+		|| echo "bench: the tokio peer did not build; the table will have no ratio column"
+	$(CARGO) run --release --quiet --bin ch07_threads_bench -- run $(BENCH)
 
 clean:
 	$(CARGO) clean

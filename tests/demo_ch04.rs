@@ -213,3 +213,27 @@ fn client_batch_through_the_chat_server() {
     let (ok, _) = server.terminate();
     assert!(ok);
 }
+
+#[test]
+fn echo_mode_returns_each_clients_bytes_to_it() {
+    for args in [
+        &["server", "--echo", "--addr", "127.0.0.1:0"][..],
+        &["server", "--echo", "--poll", "--addr", "127.0.0.1:0"][..],
+    ] {
+        let server = Server::start(args);
+        let (mut a, _) = connect(server.addr);
+        let (mut b, _) = connect(server.addr);
+        // Bytes without a newline, larger than one read: echo is unframed.
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        a.write_all(&big).unwrap();
+        b.write_all(b"only mine").unwrap();
+        let mut got = vec![0u8; big.len()];
+        a.read_exact(&mut got).unwrap();
+        assert!(got == big, "{args:?}: echo differs");
+        let mut mine = [0u8; 9];
+        b.read_exact(&mut mine).unwrap();
+        assert_eq!(&mine, b"only mine", "{args:?}");
+        let (ok, log) = server.terminate();
+        assert!(ok, "{args:?}: server did not exit 0 on SIGTERM:\n{log}");
+    }
+}

@@ -49,6 +49,10 @@ pub struct Config {
     /// Where to send an [`Event`] for each join, refusal and departure, if
     /// anywhere (tests and the demo wait on these instead of sleeping).
     pub events: Option<Sender<Event>>,
+    /// Echo mode (`server --echo`, for the chapter 7 benchmark): every byte
+    /// a client sends goes back to that client only, unframed. Same loops,
+    /// same buffers; only what happens to the bytes read differs.
+    pub echo: bool,
 }
 
 impl Default for Config {
@@ -57,6 +61,7 @@ impl Default for Config {
             max_line: MAX_LINE,
             out_limit: OUT_LIMIT,
             events: None,
+            echo: false,
         }
     }
 }
@@ -138,6 +143,8 @@ pub struct Client {
     output: Vec<u8>,
     /// It sent EOF: read no more, send what is queued, then close.
     closing: bool,
+    /// Echo mode: hold reads while an echo waits to go back.
+    echo: bool,
 }
 
 impl Client {
@@ -158,7 +165,7 @@ impl Client {
 
     /// Should the loop watch it for reading? (Not after its EOF.)
     pub fn wants_read(&self) -> bool {
-        !self.closing
+        !self.closing && !(self.echo && !self.output.is_empty())
     }
 
     /// Should the loop watch it for writing? (Only while output waits:
@@ -171,6 +178,25 @@ impl Client {
     /// Bytes waiting in its output buffer.
     pub fn queued(&self) -> usize {
         self.output.len()
+    }
+
+    /// One `recv`: the bytes it read (possibly none), `None` at EOF.
+    fn read_chunk(&mut self) -> std::result::Result<Option<Vec<u8>>, Why> {
+        let mut chunk = [0u8; READ_CHUNK];
+        loop {
+            match socket::recv(self.raw_fd(), &mut chunk, MsgFlags::empty()) {
+                Ok(0) => return Ok(None),
+                Ok(n) => return Ok(Some(chunk[..n].to_vec())),
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => return Ok(Some(Vec::new())),
+                Err(errno) => {
+                    return Err(Why::Error {
+                        call: "recv",
+                        errno,
+                    });
+                }
+            }
+        }
     }
 
     /// One `recv`: the complete lines it finished, `None` at EOF.
@@ -405,10 +431,16 @@ impl Chat {
             input: Vec::new(),
             output: Vec::new(),
             closing: false,
+            echo: self.config.echo,
         };
         let online = self.clients.len() + 1;
         let welcome = format!("* welcome {peer}, {online} online\n");
-        if let Err(why) = client.send(welcome.as_bytes(), self.config.out_limit) {
+        let greeting: &[u8] = if self.config.echo {
+            b""
+        } else {
+            welcome.as_bytes()
+        };
+        if let Err(why) = client.send(greeting, self.config.out_limit) {
             say!(self.who, "{peer} on fd {raw} left at once: {why}");
             return;
         }
@@ -430,7 +462,25 @@ impl Chat {
         let Some(client) = self.clients.get_mut(&fd) else {
             return; // dropped earlier in this round
         };
-        if readable && client.wants_read() {
+        if self.config.echo {
+            // Read only when nothing waits to go back: a client that sends
+            // without reading fills its own socket buffers, not our memory.
+            if readable && client.wants_read() {
+                match client.read_chunk() {
+                    Ok(Some(bytes)) => {
+                        if let Err(why) = client.send(&bytes, self.config.out_limit) {
+                            self.remove(fd, why);
+                            return;
+                        }
+                    }
+                    Ok(None) => client.closing = true,
+                    Err(why) => {
+                        self.remove(fd, why);
+                        return;
+                    }
+                }
+            }
+        } else if readable && client.wants_read() {
             match client.read_lines(max_line) {
                 Ok(Some(lines)) => {
                     if !lines.is_empty() {

@@ -21,10 +21,12 @@ USAGE:
                                     sends half a line, the fixed chat server with a
                                     staller and a non-reader, the FD_SETSIZE wall,
                                     poll, and the half-closing client
-    ch04_select server [--poll] [--addr A]
+    ch04_select server [--poll] [--echo] [--addr A]
                                     single-threaded chat server (select, or poll with
                                     --poll); every line a client sends goes to every
                                     other client, prefixed with its address.
+                                    --echo: echo each client's bytes back to it
+                                    instead (the chapter 7 benchmark uses it).
                                     Default address 127.0.0.1:7004. Ctrl-C stops it.
     ch04_select client [--addr A]   select-based client: stdin to the server, the
                                     server to stdout; at the end of stdin it sends
@@ -43,7 +45,7 @@ pub fn main() {
             demo::run()
         }
         Some("server") => {
-            check_options(&args, &["--addr", "--poll"]);
+            check_options(&args, &["--addr", "--poll", "--echo"]);
             server(&args)
         }
         Some("client") => {
@@ -67,7 +69,7 @@ fn check_options(args: &Args, known: &[&str]) {
     }
 }
 
-/// `server [--poll] [--addr A]`.
+/// `server [--poll] [--echo] [--addr A]`.
 fn server(args: &Args) -> Result<()> {
     // Before any thread: block SIGINT/SIGTERM and read them from an fd.
     let stop = Stop::on_ctrl_c()?;
@@ -88,10 +90,14 @@ fn server(args: &Args) -> Result<()> {
         stop.fd().as_raw_fd(),
         libc::FD_SETSIZE
     );
+    let config = Config {
+        echo: args.flag("--echo"),
+        ..Config::default()
+    };
     let stats = if poll {
-        serve_poll(listener, stop.fd(), Config::default())?
+        serve_poll(listener, stop.fd(), config)?
     } else {
-        serve_select(listener, stop.fd(), Config::default())?
+        serve_select(listener, stop.fd(), config)?
     };
     report(&stats);
     Ok(())
