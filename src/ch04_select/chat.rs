@@ -165,7 +165,8 @@ impl Client {
 
     /// Should the loop watch it for reading? (Not after its EOF.)
     pub fn wants_read(&self) -> bool {
-        !self.closing && !(self.echo && !self.output.is_empty())
+        let echo_waiting = self.echo && !self.output.is_empty();
+        !self.closing && !echo_waiting
     }
 
     /// Should the loop watch it for writing? (Only while output waits:
