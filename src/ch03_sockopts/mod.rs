@@ -1,1 +1,61 @@
-//! Coming soon.
+#![doc = include_str!("../../chapters/03-sockopts.md")]
+
+pub mod demos;
+pub mod option;
+pub mod table;
+pub mod tcpinfo;
+pub mod typed;
+
+pub use option::{Kind, ReadError, Reading, SetReport, Value, get_option, set_and_explain};
+pub use table::{OPTIONS, Opt, Row, SocketKind, defaults_table, print_table};
+pub use tcpinfo::{TcpSummary, decode_tcp_info, read_tcp_info};
+
+use crate::kit::Result;
+use crate::kit::args::{Args, usage_error};
+use crate::kit::narrate::note;
+
+/// `--help` of `ch03_sockopts`.
+pub fn usage() -> String {
+    let mut text = String::from(
+        "ch03_sockopts: socket options, read and set for real (getsockopt/setsockopt)\n\n\
+         usage: ch03_sockopts [COMMAND]\n\n\
+         With no command: print the table of option defaults, then run every demo.\n\n\
+         commands:\n  table       the table of defaults, each option read from a fresh socket\n",
+    );
+    for (name, _, what) in demos::DEMOS {
+        text.push_str(&format!("  {name:<11} {what}\n"));
+    }
+    text
+}
+
+/// Print the table of defaults.
+pub fn table() -> Result<()> {
+    let rows = defaults_table();
+    print_table(&rows);
+    note(format_args!(
+        "{} options read; a size mismatch or an errno is printed instead of a value",
+        rows.len()
+    ));
+    Ok(())
+}
+
+/// The binary's body: a subcommand, or the table and every demo.
+pub fn run(args: &Args) -> Result<()> {
+    if let Some(bad) = args.unknown_options(&[]).first() {
+        usage_error(&usage(), &format!("unknown option {bad}"));
+    }
+    match args.command.as_deref() {
+        None => {
+            table()?;
+            for (_, demo, _) in demos::DEMOS {
+                demo()?;
+            }
+            Ok(())
+        }
+        Some("table") => table(),
+        Some(name) => match demos::DEMOS.iter().find(|(n, _, _)| *n == name) {
+            Some((_, demo, _)) => demo(),
+            None => usage_error(&usage(), &format!("unknown command {name}")),
+        },
+    }
+}
