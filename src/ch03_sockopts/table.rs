@@ -45,7 +45,8 @@ const fn opt(name: &'static str, level: c_int, optname: c_int, kind: Kind) -> Op
 use Kind::{Flag, Int, Linger, TcpInfo, Text, Timeval};
 use libc::{IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP, SOL_SOCKET};
 
-/// Every option the table prints, in order: socket level, IP, IPv6, TCP.
+/// Every option the table prints, in order: socket level, IP and TCP (read
+/// from TCP/IPv4), then IPv6 (read from TCP/IPv6).
 pub const OPTIONS: &[Opt] = &[
     opt("SO_ACCEPTCONN", SOL_SOCKET, libc::SO_ACCEPTCONN, Flag),
     opt("SO_BROADCAST", SOL_SOCKET, libc::SO_BROADCAST, Flag),
@@ -69,14 +70,6 @@ pub const OPTIONS: &[Opt] = &[
     opt("SO_TYPE", SOL_SOCKET, libc::SO_TYPE, Int),
     opt("IP_TOS", IPPROTO_IP, libc::IP_TOS, Int),
     opt("IP_TTL", IPPROTO_IP, libc::IP_TTL, Int),
-    opt("IPV6_V6ONLY", IPPROTO_IPV6, libc::IPV6_V6ONLY, Flag),
-    opt(
-        "IPV6_UNICAST_HOPS",
-        IPPROTO_IPV6,
-        libc::IPV6_UNICAST_HOPS,
-        Int,
-    ),
-    opt("IPV6_TCLASS", IPPROTO_IPV6, libc::IPV6_TCLASS, Int),
     opt("TCP_MAXSEG", IPPROTO_TCP, libc::TCP_MAXSEG, Int),
     opt("TCP_NODELAY", IPPROTO_TCP, libc::TCP_NODELAY, Flag),
     opt("TCP_KEEPIDLE", IPPROTO_TCP, libc::TCP_KEEPIDLE, Int),
@@ -88,6 +81,14 @@ pub const OPTIONS: &[Opt] = &[
     opt("TCP_CONGESTION", IPPROTO_TCP, libc::TCP_CONGESTION, Text),
     opt("TCP_QUICKACK", IPPROTO_TCP, libc::TCP_QUICKACK, Flag),
     opt("TCP_INFO", IPPROTO_TCP, libc::TCP_INFO, TcpInfo),
+    opt("IPV6_V6ONLY", IPPROTO_IPV6, libc::IPV6_V6ONLY, Flag),
+    opt(
+        "IPV6_UNICAST_HOPS",
+        IPPROTO_IPV6,
+        libc::IPV6_UNICAST_HOPS,
+        Int,
+    ),
+    opt("IPV6_TCLASS", IPPROTO_IPV6, libc::IPV6_TCLASS, Int),
 ];
 
 /// Look an option up by its C name.
