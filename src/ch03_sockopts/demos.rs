@@ -874,9 +874,12 @@ pub fn set() -> Result<()> {
     Ok(())
 }
 
+/// A demo's body.
+pub type Demo = fn() -> Result<()>;
+
 /// The demos in the order the no-argument run shows them, with their
 /// subcommand names.
-pub const DEMOS: &[(&str, fn() -> Result<()>, &str)] = &[
+pub const DEMOS: &[(&str, Demo, &str)] = &[
     (
         "set",
         set,

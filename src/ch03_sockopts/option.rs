@@ -68,8 +68,9 @@ pub enum Value {
     Timeval { sec: i64, usec: i64 },
     /// [`Kind::Text`]: the name up to its first NUL.
     Text(String),
-    /// [`Kind::TcpInfo`]: the fields the kernel filled in.
-    TcpInfo(TcpSummary),
+    /// [`Kind::TcpInfo`]: the fields the kernel filled in (boxed: it is
+    /// big beside the other values).
+    TcpInfo(Box<TcpSummary>),
 }
 
 impl fmt::Display for Value {
@@ -154,7 +155,7 @@ pub fn get_option(fd: impl AsFd, level: c_int, name: c_int, kind: Kind) -> Readi
     }
     let got = (len as usize).min(offer);
     if kind == Kind::TcpInfo {
-        return Ok(Value::TcpInfo(decode_tcp_info(&buf[..got])));
+        return Ok(Value::TcpInfo(Box::new(decode_tcp_info(&buf[..got]))));
     }
     let expected = kind.size();
     if got != expected {
