@@ -261,7 +261,7 @@ pub fn rcvbuf() -> Result<()> {
     note(format_args!("connected (client): {}", sizes(&client)?));
     note(format_args!("connected (server): {}", sizes(&server)?));
     note(
-        "an unconnected socket reports the protocol's default MSS (RFC 879's 536); after the handshake, the MSS fits the route's MTU (lo's is large)",
+        "unconnected, TCP_MAXSEG is the protocol's default MSS (536, RFC 879); after the handshake it is what this connection really sends, from lo's MTU and what the peer announced, and the two ends need not agree",
     );
     Ok(())
 }
@@ -340,7 +340,7 @@ pub fn sndbuf() -> Result<()> {
     let queued_out = queued(&client, libc::TIOCOUTQ)?;
     let queued_in = queued(&server, libc::FIONREAD)?;
     note(format_args!(
-        "accepted {total} bytes in all: {queued_out} wait unsent or unacknowledged in the client's send queue (ioctl SIOCOUTQ), {queued_in} in the server's receive queue (ioctl FIONREAD)"
+        "accepted {total} bytes in all; {queued_out} are not yet acknowledged by the peer (ioctl SIOCOUTQ), {queued_in} wait unread in the server's receive queue (ioctl FIONREAD); bytes received but not yet ACKed count in both"
     ));
     note(
         "a blocking socket would now sleep in send until the peer reads; a nonblocking one says EAGAIN: wait for POLLOUT",

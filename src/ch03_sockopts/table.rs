@@ -6,7 +6,7 @@ use std::fmt;
 use std::os::fd::OwnedFd;
 
 use libc::c_int;
-use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
 
 use super::option::{Kind, ReadError, Reading, Value, get_option};
 
@@ -131,12 +131,13 @@ impl SocketKind {
 
     /// A new socket of this kind, close-on-exec.
     pub fn open(self) -> nix::Result<OwnedFd> {
-        let (family, ty, proto) = match self {
-            SocketKind::Tcp4 => (AddressFamily::Inet, SockType::Stream, SockProtocol::Tcp),
-            SocketKind::Tcp6 => (AddressFamily::Inet6, SockType::Stream, SockProtocol::Tcp),
-            SocketKind::Udp4 => (AddressFamily::Inet, SockType::Datagram, SockProtocol::Udp),
+        let (family, ty) = match self {
+            SocketKind::Tcp4 => (AddressFamily::Inet, SockType::Stream),
+            SocketKind::Tcp6 => (AddressFamily::Inet6, SockType::Stream),
+            SocketKind::Udp4 => (AddressFamily::Inet, SockType::Datagram),
         };
-        socket(family, ty, SockFlag::SOCK_CLOEXEC, proto)
+        // Protocol 0: the family's default for the type (TCP, UDP).
+        socket(family, ty, SockFlag::SOCK_CLOEXEC, None)
     }
 
     /// `socket(AF_INET, SOCK_STREAM, 0)` and so on.
