@@ -32,8 +32,9 @@ pub fn usage() -> String {
 pub fn table() -> Result<()> {
     let rows = defaults_table();
     print_table(&rows);
+    let options = rows.iter().filter(|r| r.socket != SocketKind::Udp4).count();
     note(format_args!(
-        "{} options read; a size mismatch or an errno is printed instead of a value",
+        "{options} options, {} readings; a size mismatch or an errno is printed instead of a value",
         rows.len()
     ));
     Ok(())
