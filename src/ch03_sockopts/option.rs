@@ -4,14 +4,14 @@
 
 use std::fmt;
 use std::mem::size_of;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
 use libc::c_int;
 use nix::errno::Errno;
 
-use super::tcpinfo::{TcpSummary, decode_tcp_info};
+use super::tcpinfo::TcpSummary;
+use crate::kit::Result;
 use crate::kit::error::errno_text;
-use crate::kit::{Error, Result};
 
 /// Longest congestion-control name the kernel hands back for
 /// `TCP_CONGESTION` (`TCP_CA_NAME_MAX` in `<linux/tcp.h>`; libc lacks it).
@@ -129,7 +129,7 @@ pub type Reading = std::result::Result<Value, ReadError>;
 ///   `TcpInfo`, `len` must equal `kind.size()`, else
 ///   `Err(ReadError::Size { expected, got })`. For `TcpInfo` any length is
 ///   fine (an older kernel has a shorter struct): hand the filled-in bytes to
-///   [`decode_tcp_info`].
+///   [`decode_tcp_info`](super::tcpinfo::decode_tcp_info).
 /// - Decode native-endian bytes (`i32::from_ne_bytes`, `i64::…`): `Flag` is
 ///   an int that is on when non-zero; `Linger` two ints; `Timeval` two
 ///   64-bit numbers (check with `size_of::<libc::time_t>()` if you doubt);
@@ -139,6 +139,8 @@ pub type Reading = std::result::Result<Value, ReadError>;
 /// `unsafe` is the call itself.
 pub fn get_option(fd: impl AsFd, level: c_int, name: c_int, kind: Kind) -> Reading {
     // BEGIN SOLUTION
+    use super::tcpinfo::decode_tcp_info;
+    use std::os::fd::AsRawFd;
     let raw = fd.as_fd().as_raw_fd();
     let offer = if kind == Kind::TcpInfo {
         kind.size()
@@ -256,6 +258,8 @@ pub fn set_and_explain(
     value: &Value,
 ) -> Result<SetReport> {
     // BEGIN SOLUTION
+    use crate::kit::Error;
+    use std::os::fd::AsRawFd;
     let fd = fd.as_fd();
     let raw = fd.as_raw_fd();
     let call = || format!("setsockopt({raw}, level {level}, option {name}, {value})");

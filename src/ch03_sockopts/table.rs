@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 use libc::c_int;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
 
-use super::option::{Kind, ReadError, Reading, Value, get_option};
+use super::option::{Kind, Reading, Value};
 
 /// One option the table knows: its C name, level, number, value type and
 /// the man page that documents it.
@@ -196,7 +196,7 @@ impl fmt::Display for Row {
 /// Task:
 /// - For each option in [`OPTIONS`], in order: open a *fresh* socket of
 ///   `SocketKind::for_level(opt.level)` (`kind.open()`), read the option
-///   with [`get_option`], and push a [`Row`]. A socket that cannot be
+///   with [`get_option`](super::option::get_option), and push a [`Row`]. A socket that cannot be
 ///   opened gives the row `Err(ReadError::NoSocket(errno))`. The socket
 ///   closes when its `OwnedFd` drops: open one per option, so no option's
 ///   reading disturbs the next (reading `SO_ERROR` clears it, for one).
@@ -206,6 +206,7 @@ impl fmt::Display for Row {
 ///   of the same option.
 pub fn defaults_table() -> Vec<Row> {
     // BEGIN SOLUTION
+    use super::option::{ReadError, get_option};
     let read_fresh = |kind: SocketKind, opt: &Opt| -> Reading {
         let fd = kind.open().map_err(ReadError::NoSocket)?;
         get_option(&fd, opt.level, opt.optname, opt.kind)

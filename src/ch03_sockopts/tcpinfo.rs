@@ -7,7 +7,7 @@
 //! whole `libc::tcp_info`; this is the chapter's look underneath.)
 
 use std::fmt;
-use std::mem::{offset_of, size_of};
+use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd};
 
 use crate::kit::tcp::state_name;
@@ -95,6 +95,7 @@ pub struct TcpSummary {
 /// Hint: a small local macro `field!(tcpi_rto, u32)` saves typing.
 pub fn decode_tcp_info(bytes: &[u8]) -> TcpSummary {
     // BEGIN SOLUTION
+    use std::mem::offset_of;
     macro_rules! field {
         ($name:ident, $t:ty) => {{
             let at = offset_of!(libc::tcp_info, $name);
