@@ -4,6 +4,6 @@ use sockbook::ch03_sockopts;
 use sockbook::kit::{self, args::Args};
 
 fn main() {
-    let args = Args::from_env(&ch03_sockopts::usage(), &[]);
+    let args = Args::from_env(&ch03_sockopts::usage(), &["--addr"]);
     kit::main_with(|| ch03_sockopts::run(&args));
 }

@@ -931,3 +931,133 @@ pub const DEMOS: &[(&str, Demo, &str)] = &[
         "a TCP_INFO snapshot of a live connection",
     ),
 ];
+
+// ------------------------------------------------------------------- server
+
+/// `server [--addr A]`: a real peer to poke with `nc`. For every connection
+/// it writes back, as text, the options of the *accepted* socket (inherited
+/// from the listener, or set by the handshake) and a `TCP_INFO` snapshot,
+/// then closes. Runs until Ctrl-C.
+pub fn server(addr: &SockaddrStorage, stop: &crate::kit::stop::Stop) -> Result<()> {
+    use crate::kit::stop::Woke;
+    // Quietly: the first line of output must be `listening on …`.
+    use nix::sys::socket::SockaddrLike;
+    let family = match addr.family() {
+        Some(f @ (AddressFamily::Inet | AddressFamily::Inet6)) => f,
+        _ => return Err(Error::msg(format!("not an IP address: {addr}"))),
+    };
+    let listener = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+        .call("socket(SOCK_STREAM)")?;
+    socket::setsockopt(&listener, sockopt::ReuseAddr, &true).call("setsockopt(SO_REUSEADDR)")?;
+    socket::bind(listener.as_raw_fd(), addr).call(format!("bind({addr})"))?;
+    socket::listen(&listener, socket::Backlog::new(16).call("Backlog")?).call("listen")?;
+    let bound = net::local_addr(&listener)?;
+    println!("listening on {bound}");
+    note(
+        "each connection gets the options of its accepted socket and a TCP_INFO snapshot, then close; Ctrl-C stops",
+    );
+    loop {
+        match stop.wait(&listener, None)? {
+            Woke::Stop => {
+                note("stop signal: closing the listener");
+                return Ok(());
+            }
+            Woke::Timeout => continue,
+            Woke::Ready => {}
+        }
+        let (conn, peer) = match net::accept("server", &listener) {
+            Ok(c) => c,
+            Err(e) => {
+                say!("server", "{e} (carrying on)");
+                continue;
+            }
+        };
+        if let Err(e) = report_to_peer(&conn).and_then(|()| drain(&conn)) {
+            say!("server", "{peer}: {e} (carrying on)");
+        }
+        close("server", conn, "");
+    }
+}
+
+/// Say goodbye politely: `shutdown(SHUT_WR)` sends our FIN after the
+/// text, then read and discard what the peer sent until its EOF, for at most
+/// half a second. Closing with unread input would send RST instead of FIN,
+/// and the peer could lose our text (chapter 6).
+fn drain(conn: &OwnedFd) -> Result<()> {
+    let fd = conn.as_raw_fd();
+    socket::shutdown(fd, socket::Shutdown::Write).call(format!("shutdown({fd}, SHUT_WR)"))?;
+    say!("server", "shutdown({fd}, SHUT_WR) = 0");
+    let deadline = Instant::now() + Duration::from_millis(500);
+    let mut buf = [0u8; 4096];
+    let mut discarded = 0usize;
+    while discarded < 1 << 20 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || wait::wait_readable(conn, left).is_err() {
+            break; // the peer keeps its side open: close anyway
+        }
+        match nix::unistd::read(conn, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => discarded += n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys(format!("read({fd})"), e)),
+        }
+    }
+    if discarded > 0 {
+        say!(
+            "server",
+            "read({fd}): discarded {discarded} bytes the peer sent"
+        );
+    }
+    Ok(())
+}
+
+/// Write the accepted socket's options and `TCP_INFO` to the peer.
+fn report_to_peer(conn: &OwnedFd) -> Result<()> {
+    // A peer that never reads must not stall the server: bound the write.
+    socket::setsockopt(conn, sockopt::SendTimeout, &TimeVal::seconds(2))
+        .call("setsockopt(SO_SNDTIMEO)")?;
+    let mut text = String::new();
+    for (name, level, optname, kind) in [
+        ("SO_RCVBUF", libc::SOL_SOCKET, libc::SO_RCVBUF, Kind::Int),
+        ("SO_SNDBUF", libc::SOL_SOCKET, libc::SO_SNDBUF, Kind::Int),
+        (
+            "SO_REUSEADDR",
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            Kind::Flag,
+        ),
+        (
+            "SO_KEEPALIVE",
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            Kind::Flag,
+        ),
+        ("TCP_MAXSEG", libc::IPPROTO_TCP, libc::TCP_MAXSEG, Kind::Int),
+        (
+            "TCP_NODELAY",
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            Kind::Flag,
+        ),
+        (
+            "TCP_CONGESTION",
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            Kind::Text,
+        ),
+    ] {
+        match get_option(conn, level, optname, kind) {
+            Ok(v) => text.push_str(&format!("{name}: {v}\n")),
+            Err(e) => text.push_str(&format!("{name}: {e}\n")),
+        }
+    }
+    let info = read_tcp_info(conn)?;
+    text.push_str(&format!("TCP_INFO: {info}\n"));
+    say!(
+        "server",
+        "write({}, {} bytes of options)",
+        conn.as_raw_fd(),
+        text.len()
+    );
+    io::writen(conn, text.as_bytes())
+}

@@ -25,6 +25,10 @@ pub fn usage() -> String {
     for (name, _, what) in demos::DEMOS {
         text.push_str(&format!("  {name:<11} {what}\n"));
     }
+    text.push_str(&format!(
+        "  server      [--addr A] (default {SERVER_ADDR}) tell each client the options of\n\
+         \x20             its accepted socket and a TCP_INFO snapshot; Ctrl-C stops\n"
+    ));
     text
 }
 
@@ -40,9 +44,12 @@ pub fn table() -> Result<()> {
     Ok(())
 }
 
+/// Where `server` listens by default.
+pub const SERVER_ADDR: &str = "127.0.0.1:7003";
+
 /// The binary's body: a subcommand, or the table and every demo.
 pub fn run(args: &Args) -> Result<()> {
-    if let Some(bad) = args.unknown_options(&[]).first() {
+    if let Some(bad) = args.unknown_options(&["--addr"]).first() {
         usage_error(&usage(), &format!("unknown option {bad}"));
     }
     match args.command.as_deref() {
@@ -54,6 +61,11 @@ pub fn run(args: &Args) -> Result<()> {
             Ok(())
         }
         Some("table") => table(),
+        Some("server") => {
+            // Block Ctrl-C before any thread exists; it arrives on an fd.
+            let stop = crate::kit::stop::Stop::on_ctrl_c()?;
+            demos::server(&args.addr_or(SERVER_ADDR)?, &stop)
+        }
         Some(name) => match demos::DEMOS.iter().find(|(n, _, _)| *n == name) {
             Some((_, demo, _)) => demo(),
             None => usage_error(&usage(), &format!("unknown command {name}")),
