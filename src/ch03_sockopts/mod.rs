@@ -10,9 +10,9 @@ pub use option::{Kind, ReadError, Reading, SetReport, Value, get_option, set_and
 pub use table::{OPTIONS, Opt, Row, SocketKind, defaults_table, print_table};
 pub use tcpinfo::{TcpSummary, decode_tcp_info, read_tcp_info};
 
-use crate::kit::Result;
 use crate::kit::args::{Args, usage_error};
 use crate::kit::narrate::note;
+use crate::kit::{Call, Result};
 
 /// `--help` of `ch03_sockopts`.
 pub fn usage() -> String {
@@ -36,6 +36,22 @@ pub fn usage() -> String {
 pub fn table() -> Result<()> {
     let rows = defaults_table();
     print_table(&rows);
+    // An option belongs to a protocol: ask the wrong kind of socket for it.
+    let v4 = SocketKind::Tcp4
+        .open()
+        .call("socket(AF_INET, SOCK_STREAM, 0)")?;
+    match get_option(&v4, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, Kind::Flag) {
+        Ok(v) => note(format_args!("IPV6_V6ONLY asked of an IPv4 socket: {v}")),
+        Err(e) => note(format_args!("IPV6_V6ONLY asked of an IPv4 socket: {e}")),
+    }
+    match get_option(&v4, libc::SOL_SOCKET, 0x7ff0, Kind::Int) {
+        Ok(v) => note(format_args!(
+            "option 0x7ff0 (no such option) at SOL_SOCKET: {v}"
+        )),
+        Err(e) => note(format_args!(
+            "option 0x7ff0 (no such option) at SOL_SOCKET: {e}"
+        )),
+    }
     let options = rows.iter().filter(|r| r.socket != SocketKind::Udp4).count();
     note(format_args!(
         "{options} options, {} readings; a size mismatch or an errno is printed instead of a value",
