@@ -164,6 +164,26 @@ fn echo_server_talks_to_a_std_client_and_stops_on_sigint() {
 }
 
 #[test]
+fn quiet_echo_server_prints_only_its_first_and_last_lines() {
+    let mut server = Running::start(&["server", "--addr", "127.0.0.1:0", "--quiet"]);
+    let addr = server.listening_on();
+    let mut client = std::net::TcpStream::connect_timeout(&addr, DEADLINE).unwrap();
+    client.set_read_timeout(Some(DEADLINE)).unwrap();
+    client.write_all(b"shh\n").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    client.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"shh\n");
+    let (status, rest) = server.interrupt();
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        rest,
+        ["# stopped: connections 1, bytes echoed 4, ended in an error 0"],
+        "--quiet: nothing but the summary after `listening on`"
+    );
+}
+
+#[test]
 fn client_half_closes_and_prints_the_echo() {
     // An independent echo server: echo until EOF, then close.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

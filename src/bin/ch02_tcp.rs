@@ -12,7 +12,8 @@ ch02_tcp: a TCP server and client, call by call (chapter 2)
 usage:
   ch02_tcp                          narrated demo: socket, bind, listen, accept, connect,
                                     read/write, send/recv flags, short writes, EOF, errors
-  ch02_tcp server [--addr A]        iterative echo server (RFC 862), default 127.0.0.1:2007;
+  ch02_tcp server [--addr A] [--idle SECS] [--quiet]
+                                    iterative echo server (RFC 862), default 127.0.0.1:2007;
                                     talk to it with `nc 127.0.0.1 2007`; Ctrl-C stops it
   ch02_tcp client --addr A          stdin to the socket, the socket to stdout; at the end
                                     of stdin, shutdown(SHUT_WR) and print the rest
@@ -23,11 +24,13 @@ usage:
 options:
   --addr A     IP:PORT, e.g. 127.0.0.1:0 (the kernel picks a free port)
   --idle SECS  echo server: close a client quiet for this long (default 60)
+  --quiet      echo server: no narration of each call (for benchmarks); still
+               prints `listening on` first and one `# stopped:` line at the end
 ";
 
 fn main() {
     let args = Args::from_env(USAGE, &["--addr", "--idle"]);
-    let unknown = args.unknown_options(&["--addr", "--idle"]);
+    let unknown = args.unknown_options(&["--addr", "--idle", "--quiet"]);
     if !unknown.is_empty() {
         kit::args::usage_error(USAGE, &format!("unknown option {}", unknown.join(", ")));
     }
@@ -47,6 +50,7 @@ fn main() {
                         kit::Error::msg(format!("--idle: not a number of seconds: {text}"))
                     })?,
             };
+            kit::narrate::set_quiet(args.flag("--quiet"));
             echo::run_server(&args.addr_or(ch02_tcp::ECHO_ADDR)?, stop.fd(), idle)
         }
         Some("client") => match args.value("--addr") {

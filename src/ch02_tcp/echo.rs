@@ -299,13 +299,19 @@ pub fn echo_exchange(addr: &SockaddrStorage, data: &[u8], timeout: Duration) -> 
     // END SOLUTION
 }
 
+/// The `server` subcommand's `listen` backlog: room for clients to wait
+/// their turn while the iterative server serves someone else (chapter 5
+/// looks at what happens when the queue is full).
+pub const SERVER_BACKLOG: i32 = 128;
+
 /// The `server` subcommand: listen on `addr`, print `listening on IP:PORT`,
-/// serve echo with [`serve_echo`] until `stop` (Ctrl-C) is readable.
+/// serve echo with [`serve_echo`] until `stop` (Ctrl-C) is readable, then
+/// print one summary line (`stopped: ...`), even when narration is off.
 pub fn run_server(addr: &SockaddrStorage, stop: BorrowedFd<'_>, idle: Duration) -> Result<()> {
     // The first line of output must be `listening on`: set up quietly.
     let was_quiet = crate::kit::narrate::is_quiet();
     crate::kit::narrate::set_quiet(true);
-    let listening = super::listen_on("server", addr, 16);
+    let listening = super::listen_on("server", addr, SERVER_BACKLOG);
     crate::kit::narrate::set_quiet(was_quiet);
     let (listener, bound) = listening.map_err(with_hint)?;
     println!("listening on {bound}");
@@ -317,10 +323,10 @@ pub fn run_server(addr: &SockaddrStorage, stop: BorrowedFd<'_>, idle: Duration) 
     crate::kit::narrate::note("Ctrl-C stops the server");
     let stats = serve_echo(&listener, stop, idle)?;
     close_fd("server", listener)?;
-    crate::kit::narrate::note(format!(
-        "stopped: connections {}, bytes echoed {}, ended in an error {}",
+    println!(
+        "# stopped: connections {}, bytes echoed {}, ended in an error {}",
         stats.connections, stats.bytes, stats.failed
-    ));
+    );
     Ok(())
 }
 
