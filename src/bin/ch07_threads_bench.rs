@@ -158,7 +158,7 @@ fn designs(bin_dir: &Path, tokio: &Path) -> Vec<Design> {
         Design {
             name: "iterative",
             program: bin_dir.join("ch02_tcp"),
-            args: words(&["server", "--addr", "127.0.0.1:0"]),
+            args: words(&["server", "--quiet", "--addr", "127.0.0.1:0"]),
         },
         Design {
             name: "thread",
