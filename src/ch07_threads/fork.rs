@@ -77,7 +77,7 @@ pub struct ForkOptions {
 /// The child's whole life: echo on `conn` with raw `read`/`write`, then
 /// `_exit`. Every call here is async-signal-safe; nothing allocates.
 fn child(conn: RawFd, close_first: &[RawFd]) -> ! {
-    // SAFETY (for each call below): plain system calls on fds this process
+    // SAFETY: for each call below, plain system calls on fds this process
     // owns, on buffers on this stack; all are listed as async-signal-safe
     // in signal-safety(7), so they are allowed in the child of a fork.
     unsafe {

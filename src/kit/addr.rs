@@ -51,12 +51,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parse_and_print_round_trip() {
+    fn parse_and_print_round_trip() -> Result<()> {
         for text in ["127.0.0.1:80", "[::1]:8080", "10.1.2.3:0"] {
-            assert_eq!(parse(text).unwrap().to_string(), text);
+            assert_eq!(parse(text)?.to_string(), text);
         }
-        assert_eq!(port(&parse("127.0.0.1:7007").unwrap()), Some(7007));
+        assert_eq!(port(&parse("127.0.0.1:7007")?), Some(7007));
         assert!(parse("localhost:80").is_err());
         assert!(parse_v4("[::1]:80").is_err());
+        Ok(())
     }
 }

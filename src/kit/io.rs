@@ -166,40 +166,42 @@ fn line_too_long(max: usize) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kit::Call;
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    use std::os::fd::OwnedFd;
 
-    #[test]
-    fn lines_and_eof() {
-        let (a, b) = socketpair(
+    fn pair() -> Result<(OwnedFd, OwnedFd)> {
+        socketpair(
             AddressFamily::Unix,
             SockType::Stream,
             None,
             SockFlag::empty(),
         )
-        .unwrap();
-        writen(&a, b"one\ntwo\nthree").unwrap();
-        drop(a);
-        let mut r = LineReader::new();
-        assert_eq!(r.read_line(&b, 100).unwrap().unwrap(), b"one\n");
-        assert_eq!(read_line(&b, 100).unwrap(), None, "LineReader took it all");
-        assert_eq!(r.read_line(&b, 100).unwrap().unwrap(), b"two\n");
-        assert_eq!(r.read_line(&b, 100).unwrap().unwrap(), b"three");
-        assert_eq!(r.read_line(&b, 100).unwrap(), None);
+        .call("socketpair")
     }
 
     #[test]
-    fn readn_stops_at_eof() {
-        let (a, b) = socketpair(
-            AddressFamily::Unix,
-            SockType::Stream,
-            None,
-            SockFlag::empty(),
-        )
-        .unwrap();
-        writen(&a, b"abc").unwrap();
+    fn lines_and_eof() -> Result<()> {
+        let (a, b) = pair()?;
+        writen(&a, b"one\ntwo\nthree")?;
+        drop(a);
+        let mut r = LineReader::new();
+        assert_eq!(r.read_line(&b, 100)?.expect("a line"), b"one\n");
+        assert_eq!(read_line(&b, 100)?, None, "LineReader took it all");
+        assert_eq!(r.read_line(&b, 100)?.expect("a line"), b"two\n");
+        assert_eq!(r.read_line(&b, 100)?.expect("a line"), b"three");
+        assert_eq!(r.read_line(&b, 100)?, None);
+        Ok(())
+    }
+
+    #[test]
+    fn readn_stops_at_eof() -> Result<()> {
+        let (a, b) = pair()?;
+        writen(&a, b"abc")?;
         drop(a);
         let mut buf = [0u8; 8];
-        assert_eq!(readn(&b, &mut buf).unwrap(), 3);
+        assert_eq!(readn(&b, &mut buf)?, 3);
         assert_eq!(&buf[..3], b"abc");
+        Ok(())
     }
 }
