@@ -248,11 +248,11 @@ impl Capture {
         loop {
             match wait::wait_readable(&self.fd, quiet) {
                 Ok(()) => {}
-                Err(e) if e.errno() == Some(Errno::ETIMEDOUT) => {
-                    // Packets from different CPUs may queue slightly out of order.
-                    packets.sort_by_key(|p: &Packet| p.at);
-                    return Ok(packets);
-                }
+                // Keep the order the tap received them in: the kernel stamps
+                // a packet it makes itself (an RST) and one a socket sent
+                // at slightly different points, so two packets microseconds
+                // apart can carry stamps in the other order.
+                Err(e) if e.errno() == Some(Errno::ETIMEDOUT) => return Ok(packets),
                 Err(e) => return Err(e),
             }
             while let Some(p) = self.recv_one()? {
@@ -398,8 +398,9 @@ fn port_filter(ports: &[u16]) -> Vec<libc::sock_filter> {
     prog
 }
 
-/// Print packets with times relative to `t0` (or to the first packet),
-/// each prefixed by `indent`.
+/// Print packets in the order they were captured, with times from `t0`
+/// (or from the first packet); a stamp a few microseconds before `t0`
+/// shows as 0.
 pub fn print_packets(packets: &[Packet], t0: Option<Duration>) {
     let Some(first) = packets.first() else {
         crate::kit::narrate::line("", "  (no packets captured)");
@@ -407,7 +408,7 @@ pub fn print_packets(packets: &[Packet], t0: Option<Duration>) {
     };
     let t0 = t0.unwrap_or(first.at);
     for p in packets {
-        let ms = p.at.as_secs_f64() * 1e3 - t0.as_secs_f64() * 1e3;
+        let ms = p.at.saturating_sub(t0).as_secs_f64() * 1e3;
         crate::kit::narrate::line(
             "",
             format_args!("  {ms:>10.3} ms  {}  {}", p.route(), p.summary()),

@@ -201,17 +201,28 @@ pub fn timed_out(access: &Access, syncnt: i32) -> Result<()> {
             .windows(2)
             .map(|w| format!("{:.2}", (w[1].at - w[0].at).as_secs_f64()))
             .collect();
+        let series: Vec<String> = (0..=syncnt).map(|i| (1u64 << i).to_string()).collect();
         let model = (1u64 << (syncnt + 1)) - 1;
+        let resent = syns.len().saturating_sub(1);
         note(format!(
-            "TCP_SYNCNT={syncnt}: {} SYNs went out, gaps {} s; connect gave up {:.2} s after the first",
+            "TCP_SYNCNT={syncnt}: {} SYNs went out ({resent} retransmissions), gaps {} s; connect gave up {:.2} s after the first",
             syns.len(),
             gaps.join(", "),
             took.as_secs_f64()
         ));
         note(format!(
-            "a timer that doubles from 1 s would resend {syncnt} times in 1 + 2 + ... + 2^{syncnt} = {model} s; \
-             compare the count and the time above with that"
+            "a SYN timer that doubles from 1 s would resend {syncnt} times and give up after {} = {model} s",
+            series.join(" + ")
         ));
+        let near = (took.as_secs_f64() - model as f64).abs() < 0.15 * model as f64;
+        if near && resent > syncnt as usize {
+            note(
+                "here: the give-up time matches that budget, but the SYNs went out at a constant interval \
+                  (tcp_syn_linear_timeouts), so more of them fit in it than TCP_SYNCNT says",
+            );
+        } else if near {
+            note("here: the count and the time both match the doubling timer");
+        }
     }
     Ok(())
 }

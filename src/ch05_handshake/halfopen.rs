@@ -259,3 +259,25 @@ fn next_look(timer_when: Option<u64>) -> Duration {
 fn server_side(server: SocketAddr, client: SocketAddr) -> Result<Option<kproc::ProcTcpEntry>> {
     kproc::find_connection(server, client)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_and_lifetime() {
+        assert_eq!(classify(&[1.02, 2.01, 4.03]), Backoff::Doubling);
+        assert_eq!(classify(&[1.0, 1.02, 0.99]), Backoff::Constant);
+        assert_eq!(classify(&[1.0]), Backoff::Unclear);
+        assert_eq!(
+            base_period(&[1.02, 2.01, 4.03], Backoff::Doubling),
+            Some(1.0)
+        );
+        assert_eq!(lifetime(1.0, Backoff::Doubling, 5, 120.0), Some(63.0));
+        assert_eq!(lifetime(1.0, Backoff::Constant, 5, 120.0), Some(6.0));
+        assert_eq!(
+            lifetime(1.0, Backoff::Doubling, 8, 120.0),
+            Some(1.0 + 2.0 + 4.0 + 8.0 + 16.0 + 32.0 + 64.0 + 120.0 + 120.0)
+        );
+    }
+}
