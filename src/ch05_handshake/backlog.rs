@@ -355,11 +355,25 @@ pub fn serve(
     backlog: i32,
     defer: Option<i32>,
 ) -> Result<()> {
-    let (listener, laddr) = net::tcp_listen("server", bind, backlog)?;
+    // `listening on IP:PORT` comes first: narrate the setup after it.
+    crate::kit::narrate::set_quiet(true);
+    let listening = net::tcp_listen("server", bind, backlog);
+    crate::kit::narrate::set_quiet(false);
+    let (listener, laddr) = listening?;
+    println!("listening on {laddr}");
+    say!(
+        "server",
+        "socket, bind({laddr}), listen({}, {backlog}) = 0",
+        listener.as_raw_fd()
+    );
     if let Some(secs) = defer {
         opts::set_defer_accept(&listener, secs)?;
+        say!(
+            "server",
+            "setsockopt({}, IPPROTO_TCP, TCP_DEFER_ACCEPT, [{secs}], 4) = 0",
+            listener.as_raw_fd()
+        );
     }
-    println!("listening on {laddr}");
     note(format!(
         "never calling accept: connect with `nc {} {}` a few times and watch `ss -lnt`",
         match addr::to_std(&laddr) {

@@ -186,9 +186,13 @@ pub struct Capture {
 
 impl Capture {
     /// Open a packet socket, attach a classic BPF filter that keeps only
-    /// incoming IPv4 TCP packets with one of `ports` as source or
-    /// destination (loopback shows every packet twice, once outgoing and
-    /// once incoming: keep one), then bind it to `lo`.
+    /// IPv4 TCP packets with one of `ports` as source or destination, then
+    /// bind it to `lo` for every protocol (`ETH_P_ALL`).
+    ///
+    /// Loopback shows each packet twice: once as it is sent (outgoing) and
+    /// once as it is received. The filter keeps the outgoing copy: the
+    /// kernel stamps it with the time it was sent, while the time stamp on
+    /// the received copy of a TCP segment can be a stale or later value.
     pub fn start(ports: &[u16]) -> Result<Capture> {
         let fd = packet_socket()?;
         let filter = port_filter(ports);
@@ -216,7 +220,7 @@ impl Capture {
         // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
         sll.sll_ifindex = ifindex as i32;
         // SAFETY: the pointer and length describe `sll`, which outlives the call.
         let rc = unsafe {
@@ -227,7 +231,7 @@ impl Capture {
             )
         };
         if rc == -1 {
-            return Err(Error::last_os("bind(AF_PACKET, lo, ETH_P_IP)"));
+            return Err(Error::last_os("bind(AF_PACKET, lo, ETH_P_ALL)"));
         }
         Ok(Capture {
             fd,
@@ -248,10 +252,7 @@ impl Capture {
         loop {
             match wait::wait_readable(&self.fd, quiet) {
                 Ok(()) => {}
-                // Keep the order the tap received them in: the kernel stamps
-                // a packet it makes itself (an RST) and one a socket sent
-                // at slightly different points, so two packets microseconds
-                // apart can carry stamps in the other order.
+                // In the order the tap saw them, which is the order sent.
                 Err(e) if e.errno() == Some(Errno::ETIMEDOUT) => return Ok(packets),
                 Err(e) => return Err(e),
             }
@@ -329,24 +330,36 @@ fn port_filter(ports: &[u16]) -> Vec<libc::sock_filter> {
     };
     let n = ports.len() as u8;
     // Layout:
-    //  0 ld  pkttype          ; ancillary: PACKET_HOST, PACKET_OUTGOING, …
-    //  1 jeq OUTGOING → drop
-    //  2 ldb [9]              ; IP protocol
-    //  3 jeq TCP else drop
-    //  4 ldh [6]              ; flags + fragment offset
-    //  5 jset 0x1fff → drop   ; a later fragment has no TCP header
-    //  6 ldxb 4*([0]&0xf)     ; X = IP header length
-    //  7 ldh [x+0]            ; source port
-    //  8.. jeq port_i → accept   (n of them)
+    //  0 ld  proto            ; ancillary: the packet's ethertype
+    //  1 jeq ETH_P_IP else drop
+    //  2 ldb pkttype          ; ancillary: PACKET_HOST, PACKET_OUTGOING, …
+    //  3 jeq OUTGOING else drop
+    //  4 ldb [9]              ; IP protocol
+    //  5 jeq TCP else drop
+    //  6 ldh [6]              ; flags + fragment offset
+    //  7 jset 0x1fff → drop   ; a later fragment has no TCP header
+    //  8 ldxb 4*([0]&0xf)     ; X = IP header length
+    //  9 ldh [x+0]            ; source port
+    // 10.. jeq port_i → accept   (n of them)
     //    ldh [x+2]            ; destination port
     //    jeq port_i → accept   (n of them)
     //    ret 0                ; drop
     //    ret 0x40000          ; accept (up to 256 KiB)
     let mut prog = Vec::new();
-    let total = 8 + n as usize + 1 + n as usize + 2;
+    let total = 10 + n as usize + 1 + n as usize + 2;
     let drop_at = total - 2;
     let accept_at = total - 1;
     let to = |from: usize, target: usize| (target - from - 1) as u8;
+    prog.push(stmt(
+        libc::BPF_LD | libc::BPF_H | libc::BPF_ABS,
+        (libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL) as u32,
+    ));
+    prog.push(jump(
+        libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+        libc::ETH_P_IP as u32,
+        0,
+        to(1, drop_at),
+    ));
     prog.push(stmt(
         libc::BPF_LD | libc::BPF_B | libc::BPF_ABS,
         (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32,
@@ -354,21 +367,21 @@ fn port_filter(ports: &[u16]) -> Vec<libc::sock_filter> {
     prog.push(jump(
         libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
         4, // PACKET_OUTGOING
-        to(1, drop_at),
         0,
+        to(3, drop_at),
     ));
     prog.push(stmt(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 9));
     prog.push(jump(
         libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
         libc::IPPROTO_TCP as u32,
         0,
-        to(3, drop_at),
+        to(5, drop_at),
     ));
     prog.push(stmt(libc::BPF_LD | libc::BPF_H | libc::BPF_ABS, 6));
     prog.push(jump(
         libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K,
         0x1fff,
-        to(5, drop_at),
+        to(7, drop_at),
         0,
     ));
     prog.push(stmt(libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH, 0));
