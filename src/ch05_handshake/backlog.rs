@@ -292,9 +292,22 @@ pub fn demo(access: &Access, backlog: i32, extra: usize) -> Result<()> {
         }
     ));
     note(
-        "a SYN cookie encodes the connection in the SYN+ACK's sequence number, so a flooded server keeps no half-open entry; \
-          it does not help here: a full accept queue drops the SYN whatever the setting (SyncookiesSent did not move)",
+        "a SYN cookie encodes the connection in the SYN+ACK's sequence number, so a server flooded with SYNs \
+          keeps no half-open entry for them",
     );
+    let rises = counters.rises(&["TcpExt:ListenOverflows", "TcpExt:SyncookiesSent"])?;
+    let rise = |name: &str| {
+        rises
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map_or(0, |(_, b, a)| a - b)
+    };
+    note(format!(
+        "here the accept queue was full, not the SYN queue: SYNs were dropped (ListenOverflows +{}) \
+         and SyncookiesSent rose by {}",
+        rise("TcpExt:ListenOverflows"),
+        rise("TcpExt:SyncookiesSent")
+    ));
     Ok(())
 }
 

@@ -118,30 +118,41 @@ pub fn demo(access: &Access, defer: i32) -> Result<()> {
 
     // Watch the entry's retransmit count until it leaves SYN_RECV.
     let deadline = t0 + Duration::from_secs(stored.max(1) as u64 + 5);
+    let hz = clock_ticks_per_second();
+    // Two clocks for each firing: when we saw the count change in /proc
+    // (late by however long we slept), and when the entry itself said its
+    // timer would fire (`tm->when`, in clock ticks, read just before).
+    let mut seen: Vec<f64> = Vec::new();
     let mut ticks: Vec<f64> = Vec::new();
+    let mut due: Option<f64> = None;
     let mut last = 0;
     let mut promoted_at = None;
     while Instant::now() < deadline {
+        let now = t0.elapsed().as_secs_f64();
         let entry_timer = match server_side(sv, cl)? {
             Some(e) if e.state == 3 => {
                 if e.retransmits > last {
-                    let t = t0.elapsed().as_secs_f64();
                     for _ in last..e.retransmits {
-                        ticks.push(t);
+                        seen.push(now);
+                        ticks.push(due.filter(|d| *d <= now).unwrap_or(now));
                     }
                     last = e.retransmits;
-                    line("", format_args!("  {t:>6.2} s  {}", e.ss_line()));
+                    line("", format_args!("  {now:>6.2} s  {}", e.ss_line()));
+                }
+                if e.timer == 1 {
+                    due = Some(now + e.timer_when as f64 / hz);
                 }
                 (e.timer == 1).then_some(e.timer_when)
             }
             other => {
-                let t = t0.elapsed().as_secs_f64();
-                promoted_at = Some(t);
+                promoted_at = Some(now);
+                seen.push(now);
+                ticks.push(due.filter(|d| *d <= now).unwrap_or(now));
                 match other {
-                    Some(e) => line("", format_args!("  {t:>6.2} s  {}", e.ss_line())),
+                    Some(e) => line("", format_args!("  {now:>6.2} s  {}", e.ss_line())),
                     None => line(
                         "",
-                        format_args!("  {t:>6.2} s  (the SYN_RECV entry is gone)"),
+                        format_args!("  {now:>6.2} s  (the SYN_RECV entry is gone)"),
                     ),
                 }
                 break;
@@ -151,12 +162,11 @@ pub fn demo(access: &Access, defer: i32) -> Result<()> {
         // The entry's own `tm->when` says when the timer fires: sleep until
         // just before that, then look often (reading /proc/net/tcp walks the
         // kernel's whole socket table, so not too often).
-        std::thread::sleep(next_look(entry_timer));
+        std::thread::sleep(next_look(entry_timer, hz));
     }
-    if let Some(t) = promoted_at {
+    if promoted_at.is_some() {
         // The entry left SYN_RECV at a timer tick (the last resend drew the
-        // client's ACK): count it as one.
-        ticks.push(t);
+        // client's ACK): counted above as one.
         note(
             "the deferring period ended: the kernel resent its SYN+ACK, the client ACKed again, and the listener took that ACK",
         );
@@ -203,13 +213,16 @@ pub fn demo(access: &Access, defer: i32) -> Result<()> {
     }
     let shown: Vec<String> = gaps.iter().map(|g| format!("{g:.2}")).collect();
     let kind = classify(&gaps);
-    note(format!(
-        "the SYN-ACK timer fired at {} s: gaps {} s -> {}",
-        ticks
-            .iter()
+    let list = |v: &[f64]| {
+        v.iter()
             .map(|t| format!("{t:.2}"))
             .collect::<Vec<_>>()
-            .join(", "),
+            .join(", ")
+    };
+    note(format!(
+        "the SYN-ACK timer fired at {} s (the entry's own tm->when; /proc showed the change at {} s): gaps {} s -> {}",
+        list(&ticks),
+        list(&seen),
         shown.join(", "),
         match kind {
             Backoff::Doubling => "each gap twice the last: this kernel doubles the SYN-ACK timeout",
@@ -245,13 +258,17 @@ pub fn demo(access: &Access, defer: i32) -> Result<()> {
 
 /// How long to wait before reading `/proc/net/tcp` again, given the
 /// entry's `tm->when` (clock ticks until its timer fires).
-fn next_look(timer_when: Option<u64>) -> Duration {
-    // SAFETY: sysconf only reads a configuration value.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+fn next_look(timer_when: Option<u64>, hz: f64) -> Duration {
     match timer_when {
         Some(ticks) => Duration::from_secs_f64((ticks as f64 / hz - 0.03).clamp(0.01, 0.25)),
         None => Duration::from_millis(20),
     }
+}
+
+/// The clock tick `/proc/net/tcp` counts `tm->when` in (USER_HZ).
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
 }
 
 /// The server's side of the connection `client` → `server`, from
