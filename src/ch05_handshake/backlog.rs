@@ -341,7 +341,7 @@ fn syn_timeline(cap: &Capture, port: u16) -> Result<()> {
     };
     let mut per_client: BTreeMap<u16, Vec<String>> = BTreeMap::new();
     for p in &packets {
-        let t = p.at.saturating_sub(t0).as_secs_f64();
+        let t = p.at.saturating_duration_since(t0).as_secs_f64();
         if p.tcp.dst_port == port && p.tcp.flags == flags::SYN {
             per_client
                 .entry(p.tcp.src_port)

@@ -10,11 +10,13 @@
 //! [`prepare`] does that (it must run before any thread starts:
 //! `unshare(CLONE_NEWUSER)` refuses a multithreaded process).
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::socket::{self, ControlMessageOwned, MsgFlags, sockopt};
+use nix::sys::socket::{self, MsgFlags};
 
 use super::header::{Ipv4Header, TcpHeader, decode_ipv4, decode_tcp};
 use crate::kit::{Call, Error, Result, wait};
@@ -144,8 +146,9 @@ pub fn interface_up(name: &str) -> Result<()> {
 /// One captured TCP segment.
 #[derive(Debug, Clone)]
 pub struct Packet {
-    /// When the kernel received it (`SO_TIMESTAMPNS`), since the epoch.
-    pub at: Duration,
+    /// When the capture thread read it (within microseconds of its
+    /// sending, on an idle machine).
+    pub at: Instant,
     pub ip: Ipv4Header,
     pub tcp: TcpHeader,
     /// The first bytes of the data, if any (up to 32).
@@ -180,8 +183,19 @@ impl Packet {
 /// A running capture on `lo` of the IPv4 TCP packets to or from some ports.
 #[derive(Debug)]
 pub struct Capture {
-    fd: OwnedFd,
+    shared: Arc<Shared>,
+    reader: Option<std::thread::JoinHandle<()>>,
     ports: Vec<u16>,
+}
+
+/// What the capture thread and the demo share.
+#[derive(Debug)]
+struct Shared {
+    fd: OwnedFd,
+    packets: Mutex<Vec<Packet>>,
+    arrived: Condvar,
+    stop: AtomicBool,
+    error: Mutex<Option<Error>>,
 }
 
 impl Capture {
@@ -190,9 +204,8 @@ impl Capture {
     /// bind it to `lo` for every protocol (`ETH_P_ALL`).
     ///
     /// Loopback shows each packet twice: once as it is sent (outgoing) and
-    /// once as it is received. The filter keeps the outgoing copy: the
-    /// kernel stamps it with the time it was sent, while the time stamp on
-    /// the received copy of a TCP segment can be a stale or later value.
+    /// once as it is received. The filter keeps the outgoing copy, in the
+    /// order the packets were sent.
     pub fn start(ports: &[u16]) -> Result<Capture> {
         let fd = packet_socket()?;
         let filter = port_filter(ports);
@@ -214,8 +227,6 @@ impl Capture {
         if rc == -1 {
             return Err(Error::last_os("setsockopt(SO_ATTACH_FILTER)"));
         }
-        socket::setsockopt(&fd, sockopt::ReceiveTimestampns, &true)
-            .call("setsockopt(SO_TIMESTAMPNS)")?;
         let ifindex = nix::net::if_::if_nametoindex("lo").call("if_nametoindex(lo)")?;
         // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -233,8 +244,21 @@ impl Capture {
         if rc == -1 {
             return Err(Error::last_os("bind(AF_PACKET, lo, ETH_P_ALL)"));
         }
-        Ok(Capture {
+        let shared = Arc::new(Shared {
             fd,
+            packets: Mutex::new(Vec::new()),
+            arrived: Condvar::new(),
+            stop: AtomicBool::new(false),
+            error: Mutex::new(None),
+        });
+        let for_reader = Arc::clone(&shared);
+        let reader = std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || read_packets(&for_reader))
+            .map_err(|e| Error::msg(format!("start the capture thread: {e}")))?;
+        Ok(Capture {
+            shared,
+            reader: Some(reader),
             ports: ports.to_vec(),
         })
     }
@@ -244,62 +268,81 @@ impl Capture {
         &self.ports
     }
 
-    /// Every packet queued so far, waiting until none has arrived for
-    /// `quiet` (loopback delivers within microseconds; a short quiet period
-    /// lets a packet the kernel is still passing along arrive).
+    /// Every packet captured so far, in the order sent, after waiting until
+    /// none has arrived for `quiet` (loopback delivers within microseconds;
+    /// a short quiet period lets a packet the kernel is still passing along
+    /// arrive).
     pub fn take(&self, quiet: Duration) -> Result<Vec<Packet>> {
-        let mut packets = Vec::new();
+        let lock_failed = || Error::msg("capture: a thread panicked holding the packet list");
+        let mut packets = self.shared.packets.lock().map_err(|_| lock_failed())?;
         loop {
-            match wait::wait_readable(&self.fd, quiet) {
-                Ok(()) => {}
-                // In the order the tap saw them, which is the order sent.
-                Err(e) if e.errno() == Some(Errno::ETIMEDOUT) => return Ok(packets),
-                Err(e) => return Err(e),
-            }
-            while let Some(p) = self.recv_one()? {
-                packets.extend(p);
+            let before = packets.len();
+            let (guard, _) = self
+                .shared
+                .arrived
+                .wait_timeout(packets, quiet)
+                .map_err(|_| lock_failed())?;
+            packets = guard;
+            if packets.len() == before {
+                break;
             }
         }
-    }
-
-    /// Read one queued packet: `Ok(None)` when none is queued,
-    /// `Ok(Some(None))` for one that does not decode.
-    fn recv_one(&self) -> Result<Option<Option<Packet>>> {
-        let mut buf = [0u8; 2048];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
-        let (len, at) = match socket::recvmsg::<()>(
-            self.fd.as_fd().as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_DONTWAIT,
-        ) {
-            Ok(msg) => {
-                let mut at = None;
-                if let Ok(cmsgs) = msg.cmsgs() {
-                    for c in cmsgs {
-                        if let ControlMessageOwned::ScmTimestampns(ts) = c {
-                            at = Some(Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32));
-                        }
-                    }
-                }
-                (msg.bytes, at)
-            }
-            Err(Errno::EAGAIN) => return Ok(None),
-            Err(Errno::EINTR) => return Ok(Some(None)),
-            Err(e) => return Err(Error::sys("recvmsg(AF_PACKET)", e)),
-        };
-        let at = at.unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-        });
-        Ok(Some(decode_packet(&buf[..len], at)))
+        if let Some(e) = self.shared.error.lock().map_err(|_| lock_failed())?.take() {
+            return Err(e);
+        }
+        Ok(std::mem::take(&mut *packets))
     }
 }
 
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// The capture thread: wait for packets, stamp each with the time it is
+/// read, keep the ones that decode. The kernel's own receive time stamps
+/// (`SO_TIMESTAMPNS`) are no good here: on loopback a TCP segment can carry
+/// a stale stamp from the sending side, so packets sent a second apart may
+/// show the same time.
+fn read_packets(shared: &Shared) {
+    let mut buf = [0u8; 2048];
+    while !shared.stop.load(Ordering::Relaxed) {
+        match wait::wait_readable(&shared.fd, Duration::from_millis(50)) {
+            Ok(()) => {}
+            Err(e) if e.errno() == Some(Errno::ETIMEDOUT) => continue,
+            Err(e) => return fail(shared, e),
+        }
+        loop {
+            match socket::recv(shared.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(len) => {
+                    if let Some(p) = decode_packet(&buf[..len], Instant::now()) {
+                        if let Ok(mut packets) = shared.packets.lock() {
+                            packets.push(p);
+                        }
+                        shared.arrived.notify_all();
+                    }
+                }
+                Err(Errno::EAGAIN) => break,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return fail(shared, Error::sys("recv(AF_PACKET)", e)),
+            }
+        }
+    }
+}
+
+fn fail(shared: &Shared, e: Error) {
+    if let Ok(mut slot) = shared.error.lock() {
+        *slot = Some(e);
+    }
+    shared.arrived.notify_all();
+}
+
 /// Decode an IPv4 packet carrying TCP; `None` for anything else.
-pub fn decode_packet(bytes: &[u8], at: Duration) -> Option<Packet> {
+pub fn decode_packet(bytes: &[u8], at: Instant) -> Option<Packet> {
     let ip = decode_ipv4(bytes).ok()?;
     if ip.protocol != libc::IPPROTO_TCP as u8 {
         return None;
@@ -412,16 +455,15 @@ fn port_filter(ports: &[u16]) -> Vec<libc::sock_filter> {
 }
 
 /// Print packets in the order they were captured, with times from `t0`
-/// (or from the first packet); a stamp a few microseconds before `t0`
-/// shows as 0.
-pub fn print_packets(packets: &[Packet], t0: Option<Duration>) {
+/// (or from the first packet).
+pub fn print_packets(packets: &[Packet], t0: Option<Instant>) {
     let Some(first) = packets.first() else {
         crate::kit::narrate::line("", "  (no packets captured)");
         return;
     };
     let t0 = t0.unwrap_or(first.at);
     for p in packets {
-        let ms = p.at.saturating_sub(t0).as_secs_f64() * 1e3;
+        let ms = p.at.saturating_duration_since(t0).as_secs_f64() * 1e3;
         crate::kit::narrate::line(
             "",
             format_args!("  {ms:>10.3} ms  {}  {}", p.route(), p.summary()),

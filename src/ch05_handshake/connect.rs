@@ -199,7 +199,12 @@ pub fn timed_out(access: &Access, syncnt: i32) -> Result<()> {
         print_packets(&packets, None);
         let gaps: Vec<String> = syns
             .windows(2)
-            .map(|w| format!("{:.2}", (w[1].at - w[0].at).as_secs_f64()))
+            .map(|w| {
+                format!(
+                    "{:.2}",
+                    w[1].at.saturating_duration_since(w[0].at).as_secs_f64()
+                )
+            })
             .collect();
         let series: Vec<String> = (0..=syncnt).map(|i| (1u64 << i).to_string()).collect();
         let model = (1u64 << (syncnt + 1)) - 1;
