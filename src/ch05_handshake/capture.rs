@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::socket::{self, MsgFlags};
+use nix::sys::socket::{self, MsgFlags, sockopt};
 
 use super::header::{Ipv4Header, TcpHeader, decode_ipv4, decode_tcp};
 use crate::kit::{Call, Error, Result, wait};
@@ -227,6 +227,14 @@ impl Capture {
         if rc == -1 {
             return Err(Error::last_os("setsockopt(SO_ATTACH_FILTER)"));
         }
+        // A burst of 64 KiB loopback segments overflows the default buffer
+        // before the reader thread runs: ask for a big one. SO_RCVBUFFORCE
+        // (CAP_NET_ADMIN, which we have in a private namespace) passes the
+        // rmem_max cap; plain SO_RCVBUF is the fallback.
+        let big = 8 << 20;
+        if socket::setsockopt(&fd, sockopt::RcvBufForce, &big).is_err() {
+            let _ = socket::setsockopt(&fd, sockopt::RcvBuf, &big);
+        }
         let ifindex = nix::net::if_::if_nametoindex("lo").call("if_nametoindex(lo)")?;
         // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -349,10 +357,17 @@ pub fn decode_packet(bytes: &[u8], at: Instant) -> Option<Packet> {
     }
     let end = ip.total_len.min(bytes.len());
     let segment = bytes.get(ip.header_len..end)?;
-    let tcp = decode_tcp(segment).ok()?;
+    let mut tcp = decode_tcp(segment).ok()?;
     let data = segment[tcp.header_len..].iter().take(32).copied().collect();
+    // The capture keeps only the first bytes of a big segment: the data's
+    // length is what the IP header says, not what was copied.
+    tcp.payload_len = ip.total_len.saturating_sub(ip.header_len + tcp.header_len);
     Some(Packet { at, ip, tcp, data })
 }
+
+/// Bytes of each packet the capture keeps: the IP and TCP headers with
+/// room for all their options, and the start of the data.
+const SNAPLEN: u32 = 256;
 
 /// A classic BPF program (the `tcpdump -d` kind): accept an incoming IPv4
 /// TCP packet, not a fragment, whose source or destination port is one of
@@ -387,7 +402,7 @@ fn port_filter(ports: &[u16]) -> Vec<libc::sock_filter> {
     //    ldh [x+2]            ; destination port
     //    jeq port_i → accept   (n of them)
     //    ret 0                ; drop
-    //    ret 0x40000          ; accept (up to 256 KiB)
+    //    ret SNAPLEN          ; accept, keeping the first SNAPLEN bytes
     let mut prog = Vec::new();
     let total = 10 + n as usize + 1 + n as usize + 2;
     let drop_at = total - 2;
@@ -449,7 +464,7 @@ fn port_filter(ports: &[u16]) -> Vec<libc::sock_filter> {
         ));
     }
     prog.push(stmt(libc::BPF_RET | libc::BPF_K, 0));
-    prog.push(stmt(libc::BPF_RET | libc::BPF_K, 0x40000));
+    prog.push(stmt(libc::BPF_RET | libc::BPF_K, SNAPLEN));
     debug_assert_eq!(prog.len(), total);
     prog
 }
