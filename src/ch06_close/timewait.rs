@@ -32,6 +32,11 @@ pub fn demo(linger2: i32) -> Result<()> {
     let p = pair(None)?;
     let port = p.port();
     let (c, s) = (p.client.as_raw_fd(), p.server.as_raw_fd());
+    opts::set_tcp_int(&p.server, libc::TCP_LINGER2, "TCP_LINGER2", linger2)?;
+    say!(
+        "server",
+        "setsockopt({s}, IPPROTO_TCP, TCP_LINGER2, [{linger2}], 4) = 0   (a FIN_WAIT2 limit: watch it not apply)"
+    );
     drop(p.server);
     say!("server", "close({s}) = 0   (active close)");
     let (_, end) = drain(&p.client, Duration::from_secs(2));
@@ -41,8 +46,8 @@ pub fn demo(linger2: i32) -> Result<()> {
     show_ends(p.client_addr, p.server_addr)?;
     if let Some(e) = entry(p.server_addr, p.client_addr)? {
         note(format!(
-            "TIME_WAIT's timer has {:.1} s to run. That length is TCP_TIMEWAIT_LEN, fixed when the kernel \
-             was built; tcp_fin_timeout (above) does not change it",
+            "TIME_WAIT's timer has {:.1} s to run, TCP_LINGER2 = {linger2} notwithstanding. That length is \
+             TCP_TIMEWAIT_LEN, built into the kernel; no sysctl or socket option sets it",
             e.timer_when as f64 / clock_ticks()
         ));
     }
@@ -99,6 +104,13 @@ pub fn demo(linger2: i32) -> Result<()> {
             "client",
             "close({c}) = 0; the server keeps its socket open and says nothing"
         );
+        // The server's ACK of the FIN may be a delayed one: wait for it.
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until
+            && entry(p.client_addr, p.server_addr)?.is_some_and(|e| e.state == 4)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         show_ends(p.client_addr, p.server_addr)?;
         held.push((p.client_addr, p.server_addr, p.server, p.listener));
     }
