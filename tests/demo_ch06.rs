@@ -42,7 +42,15 @@ fn each_subcommand_exits_0() {
     }
     let help = support::run_bin(BIN, &["--help"], Duration::from_secs(10));
     assert!(help.status.success());
-    for sub in ["fourway", "steps", "halfclose", "timewait", "linger", "server", "client"] {
+    for sub in [
+        "fourway",
+        "steps",
+        "halfclose",
+        "timewait",
+        "linger",
+        "server",
+        "client",
+    ] {
         assert!(help.stdout.contains(sub), "--help does not list {sub}");
     }
 }
@@ -70,7 +78,11 @@ fn server_and_client_talk_and_server_stops_on_sigint() {
         .to_string();
     let out = support::run_bin(BIN, &["client", "--addr", &addr], Duration::from_secs(10));
     assert!(out.status.success(), "client: {}", out.stderr);
-    assert!(out.stdout.contains("bye: 0 bytes"), "client got: {}", out.stdout);
+    assert!(
+        out.stdout.contains("bye: 0 bytes"),
+        "client got: {}",
+        out.stdout
+    );
     // SAFETY: kill sends a signal to our own child, by its pid.
     unsafe { libc::kill(server.id() as i32, libc::SIGINT) };
     let rest = support::Background::spawn("rest", move || {

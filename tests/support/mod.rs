@@ -107,7 +107,10 @@ impl<T: Send + 'static> Background<T> {
 
 /// `127.0.0.1:0`: loopback, any free port.
 pub fn loopback_any() -> SockaddrStorage {
-    "127.0.0.1:0".parse::<SocketAddr>().map(SockaddrStorage::from).unwrap()
+    "127.0.0.1:0"
+        .parse::<SocketAddr>()
+        .map(SockaddrStorage::from)
+        .unwrap()
 }
 
 /// Convert a nix address to `std`, for the independent `std::net` client.
@@ -139,7 +142,10 @@ pub fn open_sockets_on_port(port: u16) -> usize {
     dir.filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
         .filter_map(|target| {
             let t = target.to_string_lossy();
-            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse::<u64>().ok()
+            t.strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse::<u64>()
+                .ok()
         })
         .filter(|inode| inodes.contains(inode))
         .count()
@@ -156,7 +162,9 @@ fn tcp_inodes_with_local_port(port: u16) -> Vec<u64> {
             let cols: Vec<&str> = line.split_whitespace().collect();
             // cols[1] = local "ADDR:PORT" (hex), cols[9] = inode
             let Some(local) = cols.get(1) else { continue };
-            let Some((_, hex_port)) = local.rsplit_once(':') else { continue };
+            let Some((_, hex_port)) = local.rsplit_once(':') else {
+                continue;
+            };
             if u16::from_str_radix(hex_port, 16) == Ok(port) {
                 if let Some(inode) = cols.get(9).and_then(|s| s.parse::<u64>().ok()) {
                     if inode != 0 {
@@ -208,7 +216,10 @@ pub fn run_bin(path: &str, args: &[&str], limit: Duration) -> Finished {
         _ => {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{path} {args:?} did not finish within {} s", limit.as_secs_f32());
+            panic!(
+                "{path} {args:?} did not finish within {} s",
+                limit.as_secs_f32()
+            );
         }
     };
     let stderr = err.join_within(DEADLINE, "stderr of child");
