@@ -264,17 +264,34 @@ pub fn demo(access: &Access, backlog: i32, extra: usize) -> Result<()> {
             Err(e) => say!("client", "fd {} {}: {e}", c.fd.as_raw_fd(), c.local),
         }
     }
-    // Accept the late arrivals too.
-    while wait::wait_readable(&listener, Duration::from_millis(100)).is_ok() {
+    note(format!(
+        "{late} waiting clients now see ESTABLISHED: a resent SYN found room in the queue"
+    ));
+    let half = half_open_count(port)?;
+    if half > 0 {
+        note(format!(
+            "but {half} of them are SYN_RECV on the server's side: their final ACK arrived when the accept queue \
+             was full again and was dropped (tcp_abort_on_overflow = 0); the server will resend its SYN+ACK:"
+        ));
+        show_table(port)?;
+    }
+    // Accept the late arrivals too, as they complete.
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while accepted.len() < total && Instant::now() < deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if wait::wait_readable(&listener, left).is_err() {
+            break;
+        }
         match net::accept("server", &listener) {
             Ok((fd, _)) => accepted.push(fd),
-            Err(e) if e.errno() == Some(Errno::EAGAIN) => break,
+            Err(e) if e.errno() == Some(Errno::EAGAIN) => continue,
             Err(e) => return Err(e),
         }
     }
     note(format!(
-        "{late} waiting clients got in once the queue had room; {} connections accepted in all",
-        accepted.len()
+        "{} of {total} connections accepted in all, {:.2} s after the drain began",
+        accepted.len(),
+        t1.elapsed().as_secs_f64()
     ));
     if let Some(cap) = &cap {
         syn_timeline(cap, port)?;
@@ -286,7 +303,7 @@ pub fn demo(access: &Access, backlog: i32, extra: usize) -> Result<()> {
         "tcp_syncookies = {cookies}: {}",
         match cookies {
             0 => "never use SYN cookies",
-            1 => "send SYN cookies only when the SYN queue (tcp_max_syn_backlog) overflows",
+            1 => "send SYN cookies only when the SYN queue overflows",
             2 => "always send SYN cookies",
             _ => "unknown setting",
         }
@@ -302,12 +319,31 @@ pub fn demo(access: &Access, backlog: i32, extra: usize) -> Result<()> {
             .find(|(n, _, _)| n == name)
             .map_or(0, |(_, b, a)| a - b)
     };
-    note(format!(
-        "here the accept queue was full, not the SYN queue: SYNs were dropped (ListenOverflows +{}) \
-         and SyncookiesSent rose by {}",
-        rise("TcpExt:ListenOverflows"),
-        rise("TcpExt:SyncookiesSent")
-    ));
+    let cookies_sent = rise("TcpExt:SyncookiesSent");
+    if cookies_sent == 0 {
+        note(format!(
+            "here the accept queue was full, not the SYN queue: SYNs were dropped (ListenOverflows +{}) \
+             and SyncookiesSent rose by 0",
+            rise("TcpExt:ListenOverflows")
+        ));
+    } else {
+        note(format!(
+            "SyncookiesSent rose by {cookies_sent}: the SYN queue's limit follows the backlog, so with backlog \
+             {backlog} it overflowed too and the kernel answered with cookies, keeping no entry"
+        ));
+    }
+    if accepted.len() < total {
+        note(format!(
+            "{} clients believe they are connected, but the server has no connection for them: their final ACK \
+             met a full accept queue and was dropped{}. They find out only when they send something",
+            total - accepted.len(),
+            if cookies_sent > 0 {
+                ", and a cookie leaves nothing to retry from"
+            } else {
+                ""
+            }
+        ));
+    }
     Ok(())
 }
 

@@ -84,7 +84,7 @@ pub fn run(args: &Args, access: &Access, stop: Option<&crate::kit::stop::Stop>) 
         usage_error(USAGE, &format!("unknown option {bad}"));
     }
     let backlog = num(args, "--backlog", 4, 0..=64)? as i32;
-    let defer = num(args, "--defer", 7, 1..=60)? as i32;
+    let defer = num(args, "--defer", 7, 3..=60)? as i32;
     let syncnt = num(args, "--syncnt", 1, 1..=10)? as i32;
     let timeout = Duration::from_millis(num(args, "--timeout", 500, 1..=60_000)? as u64);
     let command = args.command.as_deref();
