@@ -13,3 +13,4 @@ pub mod ch03_sockopts;
 pub mod ch04_select;
 pub mod ch05_handshake;
 pub mod ch06_close;
+pub mod ch07_threads;

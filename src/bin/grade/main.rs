@@ -1,0 +1,98 @@
+//! The grader: `make grade`, `make student`, and the self-check.
+//!
+//! ```text
+//! grade                      grade this tree: table + target/grade/results.json
+//! grade edition student DIR  write the student edition (solutions → todo!())
+//! grade edition hang DIR     write the hang edition (solutions → endless sleep)
+//! grade selfcheck            reference full marks; student and hang editions 0
+//! ```
+//!
+//! It uses only `std` and runs `cargo`, so it works the same in the student
+//! edition, which carries its own copy of this file.
+
+mod edition;
+mod report;
+mod run;
+mod selfcheck;
+mod source;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+grade — run the graded tests and score them
+
+usage:
+  grade [--root DIR] [--out FILE] [--threads N]
+        run every graded test in tests/chNN_*.rs, print a table, write a
+        Gradescope results file (default target/grade/results.json)
+  grade edition student|hang DIR [--root DIR]
+        write the student edition (every solution region becomes todo!())
+        or the hang edition (every region becomes an endless sleep) to DIR
+  grade selfcheck [--root DIR]
+        prove the tests: the reference edition gets full marks, the student
+        and hang editions get 0 with every graded test failing
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match dispatch(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("grade: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<ExitCode, String> {
+    let mut root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut out: Option<PathBuf> = None;
+    let mut threads: usize = run::DEFAULT_THREADS;
+    let mut words = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            "--root" => root = PathBuf::from(it.next().ok_or("--root needs a directory")?),
+            "--out" => out = Some(PathBuf::from(it.next().ok_or("--out needs a file")?)),
+            "--threads" => {
+                threads = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|&n| n > 0)
+                    .ok_or("--threads needs a positive number")?
+            }
+            _ => words.push(a.as_str()),
+        }
+    }
+    match words.as_slice() {
+        [] => {
+            let options = run::Options {
+                threads,
+                ..run::Options::default()
+            };
+            let grade = run::grade(&root, &options)?;
+            report::print_table(&grade);
+            let out = out.unwrap_or_else(|| root.join("target/grade/results.json"));
+            report::write_json(&grade, &out)?;
+            println!("results: {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ["edition", kind, dir] => {
+            let kind = edition::Kind::parse(kind)?;
+            let n = edition::write(&root, std::path::Path::new(dir), kind)?;
+            println!("{kind:?} edition: {} ({n} solution regions replaced)", dir);
+            Ok(ExitCode::SUCCESS)
+        }
+        ["selfcheck"] => Ok(if selfcheck::run(&root)? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
+        _ => Err(format!("unknown arguments {words:?}\n\n{USAGE}")),
+    }
+}

@@ -1,0 +1,403 @@
+//! Running the graded tests with `cargo test` and reading the results off
+//! libtest's plain output.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::source::{self, Declared};
+
+/// Tests run at once in one test binary. They are written to be
+/// parallel-safe; a few at a time keeps a 2-core machine responsive.
+pub const DEFAULT_THREADS: usize = 4;
+
+/// The deadline a graded test has when it sets none (tests/support).
+pub const DEFAULT_TEST_SECS: u32 = 5;
+
+/// How a grade run is done.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--test-threads` for each test binary.
+    pub threads: usize,
+    /// `CARGO_TARGET_DIR` for the build, when not the tree's own `target/`.
+    pub target_dir: Option<PathBuf>,
+    /// Print progress lines.
+    pub progress: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            threads: DEFAULT_THREADS,
+            target_dir: None,
+            progress: true,
+        }
+    }
+}
+
+/// The outcome of one graded test.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub test: Declared,
+    pub passed: bool,
+    /// The failure's message (empty when it passed).
+    pub output: String,
+}
+
+impl Outcome {
+    pub fn score(&self) -> u32 {
+        if self.passed { self.test.points } else { 0 }
+    }
+    /// `ch02_tcp::echo_returns_every_byte`
+    pub fn full_name(&self) -> String {
+        format!("{}::{}", self.test.target, self.test.name)
+    }
+    /// The first line of the failure, for the table.
+    pub fn first_line(&self) -> &str {
+        self.output.lines().next().unwrap_or("")
+    }
+}
+
+/// A whole grade run.
+#[derive(Debug, Clone)]
+pub struct Grade {
+    pub outcomes: Vec<Outcome>,
+    pub seconds: f64,
+    /// Of which building the tests took.
+    pub build_seconds: f64,
+    /// Things the grader noticed that are not test results.
+    pub notes: Vec<String>,
+}
+
+impl Grade {
+    pub fn score(&self) -> u32 {
+        self.outcomes.iter().map(Outcome::score).sum()
+    }
+    pub fn max_score(&self) -> u32 {
+        self.outcomes.iter().map(|o| o.test.points).sum()
+    }
+}
+
+/// Build and run every graded test under `root`.
+pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
+    let started = Instant::now();
+    let mut notes = Vec::new();
+    let mut declared: Vec<Vec<Declared>> = Vec::new();
+    for file in source::graded_files(root)? {
+        let tests = source::declared_in(&file)?;
+        if tests.is_empty() {
+            notes.push(format!("{}: no graded tests declared", file.display()));
+        } else {
+            declared.push(tests);
+        }
+    }
+    let targets: Vec<&str> = declared.iter().map(|t| t[0].target.as_str()).collect();
+
+    if options.progress {
+        eprintln!(
+            "grade: building {} test target(s) in {}",
+            targets.len(),
+            root.display()
+        );
+    }
+    let mut build = cargo(root, options);
+    build.arg("test").arg("--no-run");
+    for t in &targets {
+        build.args(["--test", t]);
+    }
+    let built = run_bounded(build, Duration::from_secs(1800))?;
+    let build_error = (!built.success).then(|| first_error(&built.stderr));
+    let build_seconds = started.elapsed().as_secs_f64();
+
+    let mut outcomes = Vec::new();
+    for tests in &declared {
+        let target = tests[0].target.as_str();
+        if let Some(err) = &build_error {
+            outcomes.extend(tests.iter().map(|t| Outcome {
+                test: t.clone(),
+                passed: false,
+                output: format!("the tests did not build: {err}"),
+            }));
+            continue;
+        }
+        if options.progress {
+            eprintln!("grade: running {target} ({} graded tests)", tests.len());
+        }
+        let limit = binary_limit(tests, options.threads);
+        let mut cmd = cargo(root, options);
+        cmd.args(["test", "--test", target, "--", "--color", "never"])
+            .arg(format!("--test-threads={}", options.threads));
+        let ran = run_bounded(cmd, limit)?;
+        let results = parse_libtest(&ran.stdout);
+        for t in tests {
+            let outcome = match results.iter().find(|r| r.name == t.name) {
+                Some(r) => Outcome {
+                    test: t.clone(),
+                    passed: r.passed,
+                    output: if r.passed {
+                        String::new()
+                    } else {
+                        r.message.clone()
+                    },
+                },
+                None if ran.killed => Outcome {
+                    test: t.clone(),
+                    passed: false,
+                    output: format!(
+                        "no result: the test binary was stopped after {} s",
+                        limit.as_secs()
+                    ),
+                },
+                None => Outcome {
+                    test: t.clone(),
+                    passed: false,
+                    output: "no result: the test did not run (renamed, or not a #[test]?)"
+                        .to_string(),
+                },
+            };
+            outcomes.push(outcome);
+        }
+        for r in &results {
+            if !tests.iter().any(|t| t.name == r.name) {
+                notes.push(format!(
+                    "{target}::{}: a test without points (not graded)",
+                    r.name
+                ));
+            }
+        }
+    }
+    Ok(Grade {
+        outcomes,
+        seconds: started.elapsed().as_secs_f64(),
+        build_seconds,
+        notes,
+    })
+}
+
+/// How long one test binary may run: its tests' deadlines, as many rounds as
+/// the thread count needs, plus a margin for start-up.
+fn binary_limit(tests: &[Declared], threads: usize) -> Duration {
+    let longest = tests
+        .iter()
+        .map(|t| t.secs.unwrap_or(DEFAULT_TEST_SECS))
+        .max()
+        .unwrap_or(DEFAULT_TEST_SECS) as u64;
+    let rounds = tests.len().div_ceil(threads.max(1)) as u64;
+    Duration::from_secs(longest * rounds + 60)
+}
+
+fn cargo(root: &Path, options: &Options) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root)
+        .arg("--color")
+        .arg("never")
+        .env("RUST_BACKTRACE", "0")
+        .env("CARGO_TERM_COLOR", "never");
+    if let Some(dir) = &options.target_dir {
+        cmd.env("CARGO_TARGET_DIR", dir);
+    }
+    // The grader may itself run under `cargo run`: don't leak its settings.
+    cmd.env_remove("CARGO_MANIFEST_DIR")
+        .env_remove("CARGO_PRIMARY_PACKAGE");
+    cmd
+}
+
+/// What a bounded child run produced.
+struct Ran {
+    success: bool,
+    killed: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Run `cmd` in its own process group; past `limit`, kill the whole group
+/// (cargo and the test binary under it).
+fn run_bounded(mut cmd: Command, limit: Duration) -> Result<Ran, String> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd.spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))?;
+    let stdout = collect(child.stdout.take());
+    let stderr = collect(child.stderr.take());
+    let mut killed = false;
+    let out = match stdout.recv_timeout(limit) {
+        Ok(text) => text,
+        Err(_) => {
+            killed = true;
+            // SAFETY: kill(2) with a negative pid signals the process group we
+            // created for this child; no memory is involved.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            stdout.recv().unwrap_or_default()
+        }
+    };
+    let err = stderr.recv().unwrap_or_default();
+    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
+    Ok(Ran {
+        success: status.success() && !killed,
+        killed,
+        stdout: out,
+        stderr: err,
+    })
+}
+
+/// Read a pipe to its end on a thread; the text arrives on the channel.
+fn collect(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut text);
+        }
+        let _ = tx.send(String::from_utf8_lossy(&text).into_owned());
+    });
+    rx
+}
+
+/// The first `error` line of a failed build, with its location line.
+fn first_error(stderr: &str) -> String {
+    let mut lines = stderr.lines();
+    while let Some(line) = lines.next() {
+        if line.starts_with("error") {
+            let at = lines.next().unwrap_or("").trim();
+            return format!("{line} {at}").trim().to_string();
+        }
+    }
+    stderr.lines().last().unwrap_or("cargo failed").to_string()
+}
+
+/// One test's result as libtest reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reported {
+    pub name: String,
+    pub passed: bool,
+    pub message: String,
+}
+
+/// Read `test NAME ... ok|FAILED` lines and each failure's message from the
+/// `---- NAME stdout ----` sections.
+pub fn parse_libtest(stdout: &str) -> Vec<Reported> {
+    let mut results: Vec<Reported> = Vec::new();
+    for line in stdout.lines() {
+        let Some(rest) = line.strip_prefix("test ") else {
+            continue;
+        };
+        let Some((name, verdict)) = rest.rsplit_once(" ... ") else {
+            continue;
+        };
+        let passed = match verdict.trim() {
+            "ok" => true,
+            v if v.starts_with("FAILED") => false,
+            _ => continue, // ignored
+        };
+        results.push(Reported {
+            name: name.trim().to_string(),
+            passed,
+            message: String::new(),
+        });
+    }
+    // Failure sections.
+    let mut current: Option<(String, Vec<&str>)> = None;
+    let mut sections: Vec<(String, Vec<&str>)> = Vec::new();
+    for line in stdout.lines() {
+        if let Some(name) = line
+            .strip_prefix("---- ")
+            .and_then(|l| l.strip_suffix(" stdout ----"))
+        {
+            sections.extend(current.take());
+            current = Some((name.to_string(), Vec::new()));
+        } else if line == "failures:" || line.starts_with("test result:") {
+            sections.extend(current.take());
+        } else if let Some((_, body)) = current.as_mut() {
+            body.push(line);
+        }
+    }
+    sections.extend(current.take());
+    for (name, body) in sections {
+        if let Some(r) = results.iter_mut().find(|r| r.name == name) {
+            r.message = failure_message(&body);
+        }
+    }
+    for r in results
+        .iter_mut()
+        .filter(|r| !r.passed && r.message.is_empty())
+    {
+        r.message = "failed (no message)".to_string();
+    }
+    results
+}
+
+/// The panic message: the lines after `thread '…' panicked at …:`, without
+/// the backtrace note. The last panic wins over earlier ones from helper
+/// threads only when there is no earlier one.
+fn failure_message(body: &[&str]) -> String {
+    let mut message = Vec::new();
+    let mut in_panic = false;
+    for line in body {
+        if line.starts_with("thread '") && line.contains("panicked at") {
+            if !message.is_empty() {
+                break; // the first panic is the cause
+            }
+            in_panic = true;
+            continue;
+        }
+        if line.starts_with("note: run with `RUST_BACKTRACE") {
+            if !message.is_empty() {
+                break;
+            }
+            in_panic = false;
+            continue;
+        }
+        if in_panic && !line.trim().is_empty() {
+            message.push(line.trim_end());
+        }
+    }
+    if message.is_empty() {
+        body.iter()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        message.join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+running 3 tests
+test a_passes ... ok
+test b_fails ... FAILED
+test c_ignored ... ignored
+
+failures:
+
+---- b_fails stdout ----
+
+thread 'b_fails' panicked at tests/ch01_sockets.rs:10:5:
+not yet implemented: ch01: parse_v4
+note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace
+
+
+failures:
+    b_fails
+
+test result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out
+";
+
+    #[test]
+    fn reads_verdicts_and_messages() {
+        let r = parse_libtest(SAMPLE);
+        assert_eq!(r.len(), 2);
+        assert!(r[0].passed);
+        assert!(!r[1].passed);
+        assert_eq!(r[1].message, "not yet implemented: ch01: parse_v4");
+    }
+}

@@ -1,0 +1,117 @@
+//! The self-check: proof that the graded tests can fail.
+//!
+//! 1. The reference edition (this tree) gets full marks.
+//! 2. The student edition (every solution `todo!()`) gets 0, every graded
+//!    test failing: a test that passes on a stub cannot tell right from
+//!    wrong, and is named here as a defect.
+//! 3. The hang edition (every solution an endless sleep) gets 0, every test
+//!    failing, and the whole run of its tests ends within [`HANG_BOUND`]:
+//!    no solution can hang the grade run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::edition::{self, Kind};
+use crate::report;
+use crate::run::{self, Grade, Options};
+
+/// The hang edition's tests must all have finished (failed) within this.
+pub const HANG_BOUND: Duration = Duration::from_secs(300);
+
+/// Threads for the hang edition: every test waits out its deadline asleep,
+/// so run them all at once.
+const HANG_THREADS: usize = 64;
+
+/// Run the three checks; print what each found. `Ok(true)` when all hold.
+pub fn run(root: &Path) -> Result<bool, String> {
+    let mut ok = true;
+    let editions_target = root.join("target/editions");
+
+    eprintln!("selfcheck 1/3: the reference edition must get full marks");
+    let reference = run::grade(root, &Options::default())?;
+    report::print_table(&reference);
+    for o in reference.outcomes.iter().filter(|o| !o.passed) {
+        println!(
+            "SELFCHECK: reference fails {}: {}",
+            o.full_name(),
+            o.first_line()
+        );
+        ok = false;
+    }
+    if reference.outcomes.is_empty() {
+        println!("SELFCHECK: no graded tests found");
+        ok = false;
+    }
+
+    for kind in [Kind::Student, Kind::Hang] {
+        let name = if kind == Kind::Student {
+            "student"
+        } else {
+            "hang"
+        };
+        let dir = root.join("target").join(name);
+        let regions = edition::write(root, &dir, kind)?;
+        eprintln!(
+            "selfcheck {}/3: the {name} edition ({regions} regions cut) must get 0",
+            if kind == Kind::Student { 2 } else { 3 }
+        );
+        let options = Options {
+            threads: if kind == Kind::Hang {
+                HANG_THREADS
+            } else {
+                run::DEFAULT_THREADS
+            },
+            target_dir: Some(editions_target.clone()),
+            progress: true,
+        };
+        let grade = run::grade(&dir, &options)?;
+        // The bound is on running the tests, not on compiling them.
+        let tests_time = grade.seconds - grade.build_seconds;
+        ok &= expect_zero(name, &grade, &reference);
+        if kind == Kind::Hang && tests_time > HANG_BOUND.as_secs_f64() {
+            println!(
+                "SELFCHECK: the hang edition's tests took {tests_time:.0} s, over the {} s bound",
+                HANG_BOUND.as_secs()
+            );
+            ok = false;
+        }
+        println!(
+            "selfcheck: {name} edition: {} / {} points, {} of {} graded tests failing, {:.0} s",
+            grade.score(),
+            grade.max_score(),
+            grade.outcomes.iter().filter(|o| !o.passed).count(),
+            grade.outcomes.len(),
+            tests_time
+        );
+    }
+    println!(
+        "selfcheck: {}",
+        if ok {
+            "PASSED: every graded test can fail, none can hang"
+        } else {
+            "FAILED"
+        }
+    );
+    Ok(ok)
+}
+
+/// Every test must fail, and every test of the reference must be there.
+fn expect_zero(edition: &str, grade: &Grade, reference: &Grade) -> bool {
+    let mut ok = true;
+    for o in grade.outcomes.iter().filter(|o| o.passed) {
+        println!(
+            "SELFCHECK: {} PASSES in the {edition} edition: it cannot tell a stub from a solution",
+            o.full_name()
+        );
+        ok = false;
+    }
+    if grade.outcomes.len() != reference.outcomes.len() {
+        println!(
+            "SELFCHECK: the {edition} edition has {} graded tests, the reference {}",
+            grade.outcomes.len(),
+            reference.outcomes.len()
+        );
+        ok = false;
+    }
+    ok
+}

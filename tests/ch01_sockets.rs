@@ -1,0 +1,567 @@
+//! Graded tests for chapter 1: `cargo test --test ch01_sockets`.
+//!
+//! Every expected value here is computed by another implementation of the
+//! same thing (`std::net`, nix, a raw libc call, the kernel's own
+//! getsockname), never written into the test.
+
+#[macro_use]
+mod support;
+
+use std::ffi::{CStr, CString};
+use std::mem;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::ptr;
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    self, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrLike,
+    SockaddrStorage, UnixAddr,
+};
+use sockbook::ch01_sockets::{errno_name, format_sockaddr, resolve, sockaddr_in_from_text};
+
+// ---------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------
+
+/// The 16 bytes of a sockaddr_in as they lie in memory.
+fn bytes_of(sin: &libc::sockaddr_in) -> [u8; 16] {
+    // SAFETY: sockaddr_in is 16 bytes of integer fields without padding.
+    unsafe { mem::transmute_copy(sin) }
+}
+
+/// Copy any nix address into a zeroed `sockaddr_storage`, with its length.
+fn to_storage(addr: &dyn SockaddrLike) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let len = addr.len();
+    assert!(len as usize <= mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: `addr` points to `len` readable bytes; the storage holds at
+    // least that many; they do not overlap.
+    unsafe {
+        ptr::copy_nonoverlapping(
+            addr.as_ptr().cast::<u8>(),
+            (&raw mut storage).cast::<u8>(),
+            len as usize,
+        )
+    };
+    (storage, len)
+}
+
+/// An IP address in a `sockaddr_storage`, with the exact length of its
+/// struct (`sockaddr_in` or `sockaddr_in6`), as the kernel would give it.
+fn storage_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    match addr {
+        SocketAddr::V4(a) => to_storage(&SockaddrIn::from(a)),
+        SocketAddr::V6(a) => to_storage(&SockaddrIn6::from(a)),
+    }
+}
+
+/// `getsockname` with raw libc into a `sockaddr_storage`: what the kernel
+/// itself reports, no library in between.
+fn raw_getsockname(fd: i32) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len are live locals and len is storage's size.
+    let rc = unsafe { libc::getsockname(fd, (&raw mut storage).cast(), &mut len) };
+    assert_eq!(rc, 0, "getsockname({fd}): {}", Errno::last());
+    (storage, len)
+}
+
+/// A unique name for this process and test.
+fn unique(tag: &str) -> String {
+    format!("sockbook-ch01-{}-{tag}", std::process::id())
+}
+
+// ---------------------------------------------------------------------------
+// Assignment 1: sockaddr_in_from_text
+// ---------------------------------------------------------------------------
+
+graded! {
+    /// Each field and every byte equal the sockaddr_in that nix builds from
+    /// std's parse of the same text (a missing htons shows in sin_port).
+    points = 2;
+    fn sockaddr_in_bytes_match_nix() {
+        for text in [
+            "127.0.0.1:8080",
+            "10.1.2.3:1",
+            "192.168.255.254:65535",
+            "0.0.0.0:0",
+            "255.255.255.255:443",
+            "1.2.3.4:256",
+            "172.16.0.99:51234",
+        ] {
+            let ours = sockaddr_in_from_text(text)
+                .unwrap_or_else(|e| panic!("sockaddr_in_from_text({text:?}) failed: {e}"));
+            let std_addr: SocketAddrV4 = text.parse().unwrap();
+            let nix_addr = SockaddrIn::from(std_addr);
+            let theirs: &libc::sockaddr_in = nix_addr.as_ref();
+            assert_eq!(ours.sin_family, theirs.sin_family, "{text}: sin_family must be AF_INET");
+            assert_eq!(
+                ours.sin_port,
+                theirs.sin_port,
+                "{text}: sin_port reads as port {} in network order, expected {}: htons(port) missing?",
+                u16::from_be(ours.sin_port),
+                std_addr.port()
+            );
+            assert_eq!(
+                ours.sin_addr.s_addr.to_ne_bytes(),
+                theirs.sin_addr.s_addr.to_ne_bytes(),
+                "{text}: sin_addr bytes in memory must be a b c d (network order): htonl missing?"
+            );
+            assert_eq!(bytes_of(&ours), bytes_of(theirs), "{text}: the 16 bytes differ");
+        }
+    }
+}
+
+graded! {
+    /// A socket connects with your sockaddr_in to a real listener on
+    /// loopback, and the kernel's getsockname/getpeername (read by std) agree.
+    points = 2;
+    fn sockaddr_in_reaches_a_real_listener() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = listener.local_addr().unwrap();
+        let sin = sockaddr_in_from_text(&target.to_string())
+            .unwrap_or_else(|e| panic!("sockaddr_in_from_text({target}) failed: {e}"));
+        // Loopback only: never connect anywhere else, whatever the struct says.
+        assert_eq!(
+            sin.sin_addr.s_addr.to_ne_bytes(),
+            [127, 0, 0, 1],
+            "sin_addr of {target} must read 7f 00 00 01 in memory"
+        );
+        assert_eq!(i32::from(sin.sin_family), libc::AF_INET, "sin_family must be AF_INET");
+
+        let fd = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+            .unwrap();
+        // SAFETY: `sin` is a sockaddr_in and the length passed is its size.
+        let rc = unsafe {
+            libc::connect(
+                fd.as_raw_fd(),
+                ptr::from_ref(&sin).cast(),
+                mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        let errno = Errno::last();
+        assert_eq!(
+            rc,
+            0,
+            "connect to {target} with your sockaddr_in failed: {errno} \
+             (the port in it reads {} when taken as network order)",
+            u16::from_be(sin.sin_port)
+        );
+        let client = TcpStream::from(fd);
+        let (_server_side, client_seen_by_server) = listener.accept().unwrap();
+        assert_eq!(client.peer_addr().unwrap(), target, "getpeername of the client");
+        assert_eq!(
+            client.local_addr().unwrap(),
+            client_seen_by_server,
+            "the client's getsockname and the server's accept must agree"
+        );
+    }
+}
+
+graded! {
+    /// Text that std refuses as an IPv4 socket address is an Err, and the
+    /// error quotes the text.
+    points = 1;
+    fn sockaddr_in_rejects_what_std_rejects() {
+        for text in [
+            "1.2.3:80",
+            "1.2.3.4.5:80",
+            "256.1.1.1:80",
+            "1.2.3.4:65536",
+            "1.2.3.4",
+            "1.2.3.4:",
+            ":80",
+            "a.b.c.d:80",
+            "1.2.3.4:-1",
+            "1..3.4:80",
+            "",
+            "[::1]:80",
+            "1.2.3.4:80:80",
+            "1.2.3.4:8o",
+        ] {
+            assert!(text.parse::<SocketAddrV4>().is_err(), "std accepts {text:?}?");
+            match sockaddr_in_from_text(text) {
+                Ok(sin) => panic!(
+                    "sockaddr_in_from_text({text:?}) accepted it (port {}), std refuses it",
+                    u16::from_be(sin.sin_port)
+                ),
+                Err(e) => assert!(
+                    e.to_string().contains(&format!("{text:?}")),
+                    "the error for {text:?} should quote it, got: {e}"
+                ),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Assignment 2: format_sockaddr
+// ---------------------------------------------------------------------------
+
+graded! {
+    /// IPv4 and IPv6 addresses (scope id, mapped v4 too) print as std and
+    /// nix print them, including what the kernel reports for a bound socket.
+    points = 2;
+    fn format_inet_like_std_and_nix() {
+        let mut addrs: Vec<SocketAddr> = [
+            "127.0.0.1:8080",
+            "0.0.0.0:0",
+            "192.168.1.254:65535",
+            "[::1]:80",
+            "[::]:0",
+            "[2001:db8::8:800:200c:417a]:443",
+            "[2001:db8:0:0:1:0:0:1]:1",
+            "[::ffff:192.0.2.1]:53",
+        ]
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect();
+        addrs.push(SocketAddr::V6(SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            5353,
+            0,
+            2,
+        )));
+        for addr in addrs {
+            let nix_addr = SockaddrStorage::from(addr);
+            let (storage, len) = storage_of(addr);
+            let ours = format_sockaddr(&storage, len)
+                .unwrap_or_else(|e| panic!("format_sockaddr({addr}) failed: {e}"));
+            assert_eq!(ours, addr.to_string(), "std prints it so");
+            assert_eq!(ours, nix_addr.to_string(), "nix prints it so");
+        }
+
+        // What the kernel wrote for a real bound socket.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (storage, len) = raw_getsockname(listener.as_raw_fd());
+        let ours = format_sockaddr(&storage, len).unwrap();
+        assert_eq!(ours, listener.local_addr().unwrap().to_string(), "getsockname of a listener");
+        if let Ok(listener6) = TcpListener::bind("[::1]:0") {
+            let (storage, len) = raw_getsockname(listener6.as_raw_fd());
+            let ours = format_sockaddr(&storage, len).unwrap();
+            assert_eq!(ours, listener6.local_addr().unwrap().to_string(), "IPv6 getsockname");
+        }
+    }
+}
+
+graded! {
+    /// Unix-domain addresses (a path, an abstract name, an unnamed socket),
+    /// as the kernel reports them, print as nix prints them.
+    points = 2;
+    fn format_unix_like_nix() {
+        // A path, as the kernel reports it (with its trailing NUL).
+        let path = std::env::temp_dir().join(format!("{}.sock", unique("path")));
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let (storage, len) = raw_getsockname(listener.as_raw_fd());
+        let theirs: UnixAddr = socket::getsockname(listener.as_raw_fd()).unwrap();
+        let ours = format_sockaddr(&storage, len);
+        drop(listener);
+        let _ = std::fs::remove_file(&path);
+        let ours = ours.unwrap_or_else(|e| panic!("format_sockaddr(unix path) failed: {e}"));
+        assert_eq!(ours, theirs.to_string(), "a pathname socket");
+        assert_eq!(ours, path.display().to_string(), "a pathname socket is its path");
+
+        // A path given without a trailing NUL (as bind() may receive it).
+        let built = UnixAddr::new("/tmp/no-trailing-nul.sock").unwrap();
+        let (storage, len) = to_storage(&built);
+        assert_eq!(format_sockaddr(&storage, len).unwrap(), built.to_string());
+
+        // An abstract name (Linux): sun_path starts with a NUL byte.
+        let name = unique("abstract");
+        let fd = socket::socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+            .unwrap();
+        socket::bind(fd.as_raw_fd(), &UnixAddr::new_abstract(name.as_bytes()).unwrap()).unwrap();
+        let (storage, len) = raw_getsockname(fd.as_raw_fd());
+        let theirs: UnixAddr = socket::getsockname(fd.as_raw_fd()).unwrap();
+        assert_eq!(format_sockaddr(&storage, len).unwrap(), theirs.to_string(), "abstract");
+        let odd = UnixAddr::new_abstract(b"tab\there\x01").unwrap();
+        let (storage, len) = to_storage(&odd);
+        assert_eq!(format_sockaddr(&storage, len).unwrap(), odd.to_string(), "escaped bytes");
+
+        // An unnamed socket: one end of a socketpair.
+        let (a, _b) = socket::socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let (storage, len) = raw_getsockname(a.as_raw_fd());
+        let theirs: UnixAddr = socket::getsockname(a.as_raw_fd()).unwrap();
+        assert_eq!(format_sockaddr(&storage, len).unwrap(), theirs.to_string(), "unnamed");
+    }
+}
+
+graded! {
+    /// Another family, a length too short for the family's struct, or one
+    /// longer than a sockaddr_storage, is an Err.
+    points = 1;
+    fn format_rejects_unknown_family_and_bad_len() {
+        let (storage, len) = storage_of("127.0.0.1:80".parse().unwrap());
+        assert!(format_sockaddr(&storage, len).is_ok(), "a whole sockaddr_in is fine");
+        assert!(format_sockaddr(&storage, len - 1).is_err(), "sockaddr_in one byte short");
+        let too_long = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t + 1;
+        assert!(format_sockaddr(&storage, too_long).is_err(), "longer than the storage");
+
+        let (storage6, len6) = storage_of("[::1]:80".parse().unwrap());
+        assert!(format_sockaddr(&storage6, len6).is_ok(), "a whole sockaddr_in6 is fine");
+        assert!(format_sockaddr(&storage6, len6 - 1).is_err(), "sockaddr_in6 one byte short");
+
+        let mut storage = storage;
+        storage.ss_family = libc::AF_NETLINK as libc::sa_family_t;
+        assert!(format_sockaddr(&storage, len).is_err(), "AF_NETLINK is not for this function");
+        storage.ss_family = libc::AF_UNSPEC as libc::sa_family_t;
+        assert!(format_sockaddr(&storage, len).is_err(), "AF_UNSPEC");
+
+        let unix = UnixAddr::new("/tmp/x.sock").unwrap();
+        let (storage, _) = to_storage(&unix);
+        assert!(format_sockaddr(&storage, 1).is_err(), "AF_UNIX shorter than sun_family");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Assignment 3: resolve
+// ---------------------------------------------------------------------------
+
+/// A spy on getaddrinfo and freeaddrinfo. This test program defines both
+/// functions itself, so every call to them in it (yours included) lands
+/// here first; the spy passes the call on to the C library's own function
+/// (found with `dlsym(RTLD_NEXT, …)`) and notes, per thread, which lists are
+/// still allocated and whether a free was wrong.
+mod spy {
+    use std::cell::RefCell;
+    use std::ffi::{CStr, c_char, c_int};
+
+    #[derive(Debug, Default, Clone, PartialEq, Eq)]
+    pub struct Log {
+        /// Successful getaddrinfo calls.
+        pub allocated: usize,
+        /// getaddrinfo calls that returned an error.
+        pub failed: usize,
+        /// freeaddrinfo calls on a list getaddrinfo returned and not yet freed.
+        pub freed: usize,
+        /// freeaddrinfo calls on anything else: null, a list freed already,
+        /// a pointer into the middle of a list. Not passed on (they would
+        /// corrupt the heap).
+        pub bad_frees: usize,
+        /// Lists allocated and not freed yet.
+        pub live: Vec<usize>,
+    }
+
+    thread_local! {
+        static LOG: RefCell<Log> = RefCell::new(Log::default());
+    }
+
+    /// Forget what was noted on this thread so far.
+    pub fn reset() {
+        LOG.with(|l| *l.borrow_mut() = Log::default());
+    }
+
+    /// What was noted on this thread.
+    pub fn log() -> Log {
+        LOG.with(|l| l.borrow().clone())
+    }
+
+    fn real(name: &CStr) -> *mut libc::c_void {
+        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
+        let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+        assert!(!f.is_null(), "dlsym({name:?}) found nothing");
+        f
+    }
+
+    type GetAddrInfo = unsafe extern "C" fn(
+        *const c_char,
+        *const c_char,
+        *const libc::addrinfo,
+        *mut *mut libc::addrinfo,
+    ) -> c_int;
+    type FreeAddrInfo = unsafe extern "C" fn(*mut libc::addrinfo);
+
+    /// The spy's getaddrinfo.
+    ///
+    /// # Safety
+    /// The contract of getaddrinfo(3).
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn getaddrinfo(
+        node: *const c_char,
+        service: *const c_char,
+        hints: *const libc::addrinfo,
+        res: *mut *mut libc::addrinfo,
+    ) -> c_int {
+        // SAFETY: the symbol named getaddrinfo in the C library has this type.
+        let f: GetAddrInfo = unsafe { std::mem::transmute(real(c"getaddrinfo")) };
+        // SAFETY: the caller's arguments, passed on unchanged.
+        let rc = unsafe { f(node, service, hints, res) };
+        let _ = LOG.try_with(|l| {
+            let mut l = l.borrow_mut();
+            if rc == 0 {
+                l.allocated += 1;
+                // SAFETY: on success getaddrinfo stored the list in *res.
+                l.live.push(unsafe { *res } as usize);
+            } else {
+                l.failed += 1;
+            }
+        });
+        rc
+    }
+
+    /// The spy's freeaddrinfo.
+    ///
+    /// # Safety
+    /// The contract of freeaddrinfo(3).
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn freeaddrinfo(list: *mut libc::addrinfo) {
+        let known = LOG
+            .try_with(|l| {
+                let mut l = l.borrow_mut();
+                match l.live.iter().position(|&p| p == list as usize) {
+                    Some(i) => {
+                        l.live.swap_remove(i);
+                        l.freed += 1;
+                        true
+                    }
+                    None => {
+                        l.bad_frees += 1;
+                        false
+                    }
+                }
+            })
+            .unwrap_or(true);
+        if known {
+            // SAFETY: the symbol named freeaddrinfo in the C library has this type.
+            let f: FreeAddrInfo = unsafe { std::mem::transmute(real(c"freeaddrinfo")) };
+            // SAFETY: `list` came from getaddrinfo and was not freed before.
+            unsafe { f(list) }
+        }
+    }
+}
+
+/// A name the resolver refuses before sending anything anywhere: a DNS
+/// label is at most 63 bytes, so no query can even be built for it.
+fn unresolvable_name() -> String {
+    "a".repeat(64)
+}
+
+graded! {
+    /// "localhost" and numeric hosts resolve to the same addresses, in the
+    /// same order, as std's ToSocketAddrs (which calls getaddrinfo too).
+    points = 2;
+    fn resolve_matches_std() {
+        for host in ["localhost", "127.0.0.1", "::1"] {
+            for port in [80u16, 4242] {
+                let ours: Vec<SocketAddr> = resolve(host, port)
+                    .unwrap_or_else(|e| panic!("resolve({host:?}, {port}) failed: {e}"))
+                    .iter()
+                    .map(support::std_addr)
+                    .collect();
+                let theirs: Vec<SocketAddr> = (host, port).to_socket_addrs().unwrap().collect();
+                assert_eq!(ours, theirs, "resolve({host:?}, {port}) vs std");
+            }
+        }
+    }
+}
+
+graded! {
+    /// Every list getaddrinfo returns is freed exactly once, and nothing is
+    /// freed when getaddrinfo fails.
+    points = 2;
+    fn resolve_frees_the_list_exactly_once() {
+        spy::reset();
+        let addrs = resolve("localhost", 7).expect("resolve localhost");
+        let log = spy::log();
+        assert!(!addrs.is_empty(), "localhost has an address");
+        assert_eq!(log.allocated, 1, "one getaddrinfo call that succeeded: {log:?}");
+        assert_eq!(log.bad_frees, 0, "freeaddrinfo on something not (or no longer) allocated: {log:?}");
+        assert_eq!(log.freed, 1, "the list must be freed with freeaddrinfo once: {log:?}");
+        assert!(log.live.is_empty(), "a list leaked: {log:?}");
+
+        spy::reset();
+        assert!(resolve(&unresolvable_name(), 7).is_err(), "an unresolvable name");
+        let log = spy::log();
+        assert!(log.failed >= 1, "getaddrinfo was not called? {log:?}");
+        assert_eq!(log.bad_frees, 0, "freeaddrinfo after getaddrinfo failed: {log:?}");
+        assert!(log.live.is_empty(), "a list leaked: {log:?}");
+    }
+}
+
+graded! {
+    /// A name that does not resolve gives an error that names getaddrinfo
+    /// and says what gai_strerror says about the code getaddrinfo returned.
+    points = 1;
+    fn resolve_failure_names_getaddrinfo_and_gai_error() {
+        let name = unresolvable_name();
+        // The same call, made by the test with raw libc, for the code.
+        let c_name = CString::new(name.clone()).unwrap();
+        // SAFETY: all-zero is a valid addrinfo (null pointers).
+        let mut hints: libc::addrinfo = unsafe { mem::zeroed() };
+        hints.ai_socktype = libc::SOCK_STREAM;
+        let mut list: *mut libc::addrinfo = ptr::null_mut();
+        // SAFETY: NUL-terminated name, NULL service, valid hints, out-pointer.
+        let code = unsafe { libc::getaddrinfo(c_name.as_ptr(), ptr::null(), &hints, &mut list) };
+        assert_ne!(code, 0, "{name:?} resolved?");
+        // SAFETY: gai_strerror returns a static NUL-terminated string.
+        let text = unsafe { CStr::from_ptr(libc::gai_strerror(code)) }.to_string_lossy();
+        assert!((name.as_str(), 80).to_socket_addrs().is_err(), "std resolved it?");
+
+        let err = resolve(&name, 80).expect_err("resolve must fail").to_string();
+        assert!(err.contains("getaddrinfo"), "the error should name getaddrinfo: {err}");
+        assert!(err.contains(text.as_ref()), "the error should say {text:?}: {err}");
+
+        let err = resolve("bad\0name", 80).expect_err("a NUL byte in the name").to_string();
+        assert!(!err.is_empty());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Assignment 4: errno_name
+// ---------------------------------------------------------------------------
+
+graded! {
+    /// The errnos of socket programming are named as nix names them, and no
+    /// number is given a name nix does not know.
+    points = 2;
+    fn errno_names_socket_errors_like_nix() {
+        let socket_errnos = [
+            libc::EINTR, libc::EBADF, libc::EAGAIN, libc::EACCES, libc::EINVAL, libc::EMFILE,
+            libc::ENFILE, libc::EPIPE, libc::ENOTSOCK, libc::EDESTADDRREQ, libc::EMSGSIZE,
+            libc::EPROTOTYPE, libc::ENOPROTOOPT, libc::EPROTONOSUPPORT, libc::EOPNOTSUPP,
+            libc::EAFNOSUPPORT, libc::EADDRINUSE, libc::EADDRNOTAVAIL, libc::ENETDOWN,
+            libc::ENETUNREACH, libc::ECONNABORTED, libc::ECONNRESET, libc::ENOBUFS,
+            libc::EISCONN, libc::ENOTCONN, libc::ETIMEDOUT, libc::ECONNREFUSED,
+            libc::EHOSTUNREACH, libc::EALREADY, libc::EINPROGRESS,
+        ];
+        for code in socket_errnos {
+            let nix_name = format!("{:?}", Errno::from_raw(code));
+            assert_eq!(errno_name(code), Some(nix_name.as_str()), "errno {code}");
+        }
+        for code in -2..=300 {
+            let nix = Errno::from_raw(code);
+            match errno_name(code) {
+                Some(ours) if nix == Errno::UnknownErrno => {
+                    panic!("errno {code}: you say {ours}, but it is not an errno here")
+                }
+                Some(ours) => assert_eq!(ours, format!("{nix:?}"), "errno {code}"),
+                None => {}
+            }
+        }
+    }
+}
+
+graded! {
+    /// Every errno nix knows on this system has a name, nix's name.
+    points = 1;
+    fn errno_names_every_errno() {
+        for code in i32::MIN..=i32::MIN + 1 {
+            assert_eq!(errno_name(code), None, "errno {code}");
+        }
+        for code in 0..=4096 {
+            let nix = Errno::from_raw(code);
+            let expected = (nix != Errno::UnknownErrno).then(|| format!("{nix:?}"));
+            assert_eq!(errno_name(code), expected.as_deref(), "errno {code}");
+        }
+    }
+}

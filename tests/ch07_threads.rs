@@ -1,0 +1,340 @@
+//! Chapter 7's graded tests: thread per connection with a bound, graceful
+//! shutdown, reaping children, and a thousand clients at once against every
+//! design. Each checks what the server gave back: fds (`/proc/self/fd`
+//! against `/proc/net/tcp`), threads (the server's own count, and every
+//! thread joined), children and zombies (`/proc/PID/stat`).
+
+#[macro_use]
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sockbook::ch07_threads::{self as ch07, BUSY, Limits, Live, Report, Trigger, proc};
+use sockbook::kit::net::{local_port, tcp_listen};
+use support::server_process::{ServerProcess, eventually};
+use support::{Background, loopback_any, open_sockets_on_port, std_client};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ch07_threads");
+
+/// A thread-per-connection server under test, on its own port.
+struct Running {
+    port: u16,
+    addr: nix::sys::socket::SockaddrStorage,
+    live: Arc<Live>,
+    stop: Arc<Trigger>,
+    server: Background<sockbook::kit::Result<Report>>,
+}
+
+fn start(limits: Limits) -> Running {
+    sockbook::kit::narrate::set_quiet(true);
+    let (listener, addr) = tcp_listen("test", &loopback_any(), 128).unwrap();
+    let port = local_port(&listener).unwrap();
+    let stop = Arc::new(Trigger::new().unwrap());
+    let live = Live::new();
+    let (s, l) = (Arc::clone(&stop), Arc::clone(&live));
+    let server = Background::spawn("thread server", move || {
+        ch07::thread::serve(listener, s.fd(), &limits, &l)
+    });
+    Running {
+        port,
+        addr,
+        live,
+        stop,
+        server,
+    }
+}
+
+fn limits(max_conns: usize, grace_ms: u64) -> Limits {
+    Limits {
+        max_conns,
+        workers: 2,
+        grace: Duration::from_millis(grace_ms),
+    }
+}
+
+/// Send `msg` and read exactly as many bytes back; they must be the same.
+fn echo(stream: &mut TcpStream, msg: &[u8]) {
+    stream.write_all(msg).unwrap();
+    let mut back = vec![0u8; msg.len()];
+    stream.read_exact(&mut back).unwrap();
+    assert_eq!(back, msg, "the echo differs from what was sent");
+}
+
+/// Everything the peer sends until it closes.
+fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).unwrap();
+    all
+}
+
+graded! {
+    /// Thread per connection: three clients served at once (one of them in
+    /// the middle of a message), each by its own thread, all threads gone
+    /// and all fds closed when the clients leave and the server stops.
+    points = 3;
+    fn thread_per_connection_serves_clients_at_once() {
+        let srv = start(limits(8, 2000));
+        let mut a = std_client(&srv.addr);
+        let mut b = std_client(&srv.addr);
+        let mut c = std_client(&srv.addr);
+        // a sends half a line and then waits: an iterative server would now
+        // sit in read(a), and b and c would never get an answer.
+        a.write_all(b"first half, ").unwrap();
+        echo(&mut b, b"b is served while a waits\n");
+        echo(&mut c, b"and so is c\n");
+        a.write_all(b"second half\n").unwrap();
+        let mut back = vec![0u8; b"first half, second half\n".len()];
+        a.read_exact(&mut back).unwrap();
+        assert_eq!(back, b"first half, second half\n", "a's whole message echoed");
+        assert_eq!(srv.live.conns(), 3, "three connections are open");
+        assert_eq!(srv.live.threads(), 3, "one thread per connection");
+        drop((a, b, c));
+        assert!(
+            srv.live.wait_until(Duration::from_secs(3), |conns, threads| conns == 0 && threads == 0),
+            "after the clients closed: {} connections, {} threads still live",
+            srv.live.conns(),
+            srv.live.threads()
+        );
+        assert_eq!(open_sockets_on_port(srv.port), 1, "only the listener is left open");
+        srv.stop.fire();
+        let report = srv.server.join_within(Duration::from_secs(3), "server after stop").unwrap();
+        assert_eq!(report.accepted, 3);
+        assert_eq!(report.spawned, 3, "one thread per connection");
+        assert_eq!(report.joined, report.spawned, "every thread joined");
+        assert_eq!(report.refused, 0);
+        assert_eq!(open_sockets_on_port(srv.port), 0, "listener and connections closed");
+    }
+}
+
+graded! {
+    /// The bound: with max_conns = 2, a third client gets the busy line and
+    /// EOF; once a client leaves, the next one is served again.
+    points = 3;
+    fn thread_bound_refuses_past_the_limit() {
+        let srv = start(limits(2, 2000));
+        let mut a = std_client(&srv.addr);
+        let mut b = std_client(&srv.addr);
+        echo(&mut a, b"a\n");
+        echo(&mut b, b"b\n");
+        let mut c = std_client(&srv.addr);
+        assert_eq!(
+            String::from_utf8_lossy(&read_to_eof(&mut c)),
+            BUSY,
+            "the third client is refused with the busy line, then EOF"
+        );
+        assert_eq!(srv.live.conns(), 2, "the refused client took no place");
+        drop(a);
+        assert!(srv.live.wait_until(Duration::from_secs(3), |conns, _| conns <= 1));
+        let mut d = std_client(&srv.addr);
+        echo(&mut d, b"d gets a's place\n");
+        echo(&mut b, b"b is still served\n");
+        drop((b, c, d));
+        srv.stop.fire();
+        let report = srv.server.join_within(Duration::from_secs(3), "server after stop").unwrap();
+        assert_eq!(report.accepted, 4);
+        assert_eq!(report.refused, 1);
+        assert_eq!(report.spawned, 3);
+        assert_eq!(report.joined, 3, "every thread joined");
+        assert_eq!(open_sockets_on_port(srv.port), 0, "no fd left behind");
+    }
+}
+
+graded! {
+    /// Graceful shutdown: after the stop the listener is closed (new
+    /// clients are refused by the kernel), an open connection is still
+    /// served, and the server returns as soon as it closes, cutting nothing.
+    points = 2;
+    fn graceful_shutdown_lets_connections_finish() {
+        let srv = start(limits(8, 4000));
+        let mut a = std_client(&srv.addr);
+        echo(&mut a, b"before the stop\n");
+        srv.stop.fire();
+        // The listener closes: connect is refused (probes that slip in
+        // before it closes are dropped at once).
+        let refused = eventually(Duration::from_secs(3), || {
+            match TcpStream::connect(support::std_addr(&srv.addr)) {
+                Err(e) => e.kind() == ErrorKind::ConnectionRefused,
+                Ok(_) => false,
+            }
+        });
+        assert!(refused, "after the stop, new connections must be refused");
+        echo(&mut a, b"after the stop, still served\n");
+        assert!(srv.server.try_join().is_none(), "the server waits for a to finish");
+        let closed_at = Instant::now();
+        drop(a);
+        let report = srv.server.join_within(Duration::from_secs(3), "server after a closed").unwrap();
+        assert!(
+            closed_at.elapsed() < Duration::from_secs(3),
+            "the server returned when a closed, not at the deadline"
+        );
+        assert_eq!(report.cut, 0, "nothing had to be cut");
+        assert_eq!(report.joined, report.spawned, "every thread joined");
+        assert_eq!(srv.live.threads(), 0);
+        assert_eq!(open_sockets_on_port(srv.port), 0, "no fd left behind");
+    }
+}
+
+graded! {
+    /// Graceful shutdown's deadline: two idle clients that never close are
+    /// cut (they read EOF) once the grace period has passed, and the server
+    /// returns with every thread joined and every fd closed.
+    points = 2;
+    fn graceful_shutdown_cuts_stragglers_at_the_deadline() {
+        let grace = Duration::from_millis(300);
+        let srv = start(limits(8, grace.as_millis() as u64));
+        let mut a = std_client(&srv.addr);
+        let mut b = std_client(&srv.addr);
+        echo(&mut a, b"a\n");
+        echo(&mut b, b"b\n");
+        let fired = Instant::now();
+        srv.stop.fire();
+        let report = srv.server.join_within(Duration::from_secs(4), "server after stop").unwrap();
+        let took = fired.elapsed();
+        assert!(took >= grace, "cut after {took:?}, before the {grace:?} grace period");
+        assert_eq!(report.cut, 2, "both idle connections were cut");
+        assert_eq!(read_to_eof(&mut a), b"", "a sees EOF");
+        assert_eq!(read_to_eof(&mut b), b"", "b sees EOF");
+        assert_eq!(report.joined, report.spawned, "every thread joined");
+        assert_eq!(srv.live.threads(), 0);
+        assert_eq!(open_sockets_on_port(srv.port), 0, "no fd left behind");
+    }
+}
+
+graded! {
+    /// Fork per connection: one child per client while they are connected
+    /// (seen in /proc), each reaped when its client leaves (no zombie, no
+    /// child left), and SIGTERM ends the server with exit status 0.
+    points = 3;
+    fn fork_server_reaps_every_child() {
+        let mut srv = ServerProcess::start(
+            BIN,
+            &["server", "--design", "fork", "--addr", "127.0.0.1:0", "--log", "--grace-ms", "2000"],
+            support::DEADLINE,
+        );
+        let mut clients: Vec<TcpStream> = (0..4).map(|_| std_client(&srv.addr)).collect();
+        for (i, c) in clients.iter_mut().enumerate() {
+            echo(c, format!("client {i}\n").as_bytes());
+        }
+        let children = proc::children(srv.pid);
+        assert_eq!(children.len(), 4, "one child per connection: {children:?}");
+        assert!(children.iter().all(|c| c.state != 'Z'), "no zombie yet: {children:?}");
+        drop(clients);
+        for _ in 0..4 {
+            srv.wait_line(Duration::from_secs(3), |l| l.starts_with("reaped pid="));
+        }
+        let left = proc::children(srv.pid);
+        assert!(left.is_empty(), "every child reaped, none left as a zombie: {left:?}");
+        srv.signal(libc::SIGTERM);
+        let (status, lines) = srv.wait_exit(Duration::from_secs(3));
+        assert_eq!(status.code(), Some(0), "exit 0 after SIGTERM; printed {lines:?}");
+        assert!(lines.iter().any(|l| l.starts_with("stopped:")), "{lines:?}");
+    }
+}
+
+/// 1,000 clients connect at once, each sends a message and waits for the
+/// echo (or the busy line), then all close. The server must still be
+/// running, its fds, threads and children must return to what they were
+/// before, and SIGTERM must still end it with exit status 0.
+fn thousand_clients(design: &str) {
+    ch07::server::raise_fd_limit().unwrap();
+    let srv = ServerProcess::start(
+        BIN,
+        &[
+            "server",
+            "--design",
+            design,
+            "--addr",
+            "127.0.0.1:0",
+            "--grace-ms",
+            "1000",
+        ],
+        support::DEADLINE,
+    );
+    let fds_before = proc::fds(srv.pid).unwrap();
+    let threads_before = proc::threads(srv.pid).unwrap();
+    let mut load = ch07::load::LoadConfig::new(srv.addr);
+    load.conns = 1000;
+    load.size = 64;
+    load.duration = Duration::from_millis(300);
+    load.connect_timeout = Duration::from_secs(3);
+    let result = ch07::load::run(&load).unwrap();
+    assert!(
+        result.round_trips > 0,
+        "{design}: no echo at all under 1,000 clients"
+    );
+    // The connections are closed now (dropped at the end of the run).
+    let settled = eventually(Duration::from_secs(4), || {
+        proc::fds(srv.pid).ok() == Some(fds_before)
+            && proc::threads(srv.pid).ok() == Some(threads_before)
+            && proc::children(srv.pid).is_empty()
+    });
+    assert!(
+        settled,
+        "{design}: after the clients left: fds {} (before {fds_before}), threads {} (before {threads_before}), children {:?}",
+        proc::fds(srv.pid).unwrap_or(0),
+        proc::threads(srv.pid).unwrap_or(0),
+        proc::children(srv.pid)
+    );
+    // Still alive and serving.
+    let mut one = std_client(&srv.addr);
+    echo(&mut one, b"still here\n");
+    drop(one);
+    // And it still shuts down cleanly (through the drain).
+    let mut srv = srv;
+    srv.signal(libc::SIGTERM);
+    let (status, lines) = srv.wait_exit(Duration::from_secs(3));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{design}: exit 0 after SIGTERM; printed {lines:?}"
+    );
+}
+
+graded! {
+    /// 1,000 clients at once against thread per connection: no crash, and
+    /// fds and threads return to their baseline.
+    points = 1;
+    secs = 8;
+    fn thousand_clients_thread() {
+        thousand_clients("thread");
+    }
+}
+
+graded! {
+    /// 1,000 clients at once against the accept pool.
+    points = 1;
+    secs = 8;
+    fn thousand_clients_pool() {
+        thousand_clients("pool");
+    }
+}
+
+graded! {
+    /// 1,000 clients at once against the queue pool.
+    points = 1;
+    secs = 8;
+    fn thousand_clients_queue() {
+        thousand_clients("queue");
+    }
+}
+
+graded! {
+    /// 1,000 clients at once against fork per connection: every child reaped.
+    points = 1;
+    secs = 8;
+    fn thousand_clients_fork() {
+        thousand_clients("fork");
+    }
+}
+
+graded! {
+    /// 1,000 clients at once against the SO_REUSEPORT listeners.
+    points = 1;
+    secs = 8;
+    fn thousand_clients_reuseport() {
+        thousand_clients("reuseport");
+    }
+}

@@ -1,0 +1,239 @@
+//! Plain (ungraded) checks of the `ch04_select` binary: the demo finishes
+//! by itself, `--help`, the `server` subcommand on select and on poll, and
+//! the `client` subcommand in batch mode.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use support::{Background, DEADLINE, run_bin};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ch04_select");
+
+#[test]
+fn demo_exits_zero_in_time() {
+    let run = run_bin(BIN, &[], Duration::from_secs(15));
+    assert!(
+        run.status.success(),
+        "demo failed: {}\n{}",
+        run.stderr,
+        run.stdout
+    );
+    for needle in [
+        "FD_SETSIZE = ",
+        "timeval now",
+        "bob heard nothing",
+        "output buffer full",
+        "select cannot watch fd",
+        "poll served carol",
+        "identical: true",
+    ] {
+        assert!(
+            run.stdout.contains(needle),
+            "demo output lacks {needle:?}:\n{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let run = run_bin(BIN, &["--help"], DEADLINE);
+    assert!(run.status.success());
+    for needle in ["server", "--poll", "client", "--addr"] {
+        assert!(run.stdout.contains(needle), "--help lacks {needle}");
+    }
+    let bad = run_bin(BIN, &["serve"], DEADLINE);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "an unknown subcommand is a usage error"
+    );
+}
+
+/// A server child: its address, killed on drop.
+struct Server {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    rest: Background<String>,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, first) = mpsc::channel();
+        let rest = Background::spawn("server stdout", move || {
+            let mut out = BufReader::new(out);
+            let mut line = String::new();
+            let _ = out.read_line(&mut line);
+            let _ = tx.send(line);
+            let mut rest = String::new();
+            let _ = out.read_to_string(&mut rest);
+            rest
+        });
+        let first = first.recv_timeout(DEADLINE).unwrap_or_default();
+        let addr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line should be `listening on IP:PORT`: {first:?}"))
+            .parse()
+            .unwrap();
+        Server { child, addr, rest }
+    }
+
+    /// SIGTERM; returns whether it exited 0 and what it printed after the
+    /// first line. Its stdout closing is the bounded wait for the exit.
+    fn terminate(mut self) -> (bool, String) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let rest = std::mem::replace(&mut self.rest, Background::spawn("none", String::new));
+        let log = rest.join_within(DEADLINE, "server exit on SIGTERM");
+        (self.child.wait().unwrap().success(), log)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn connect(addr: std::net::SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
+    let s = TcpStream::connect_timeout(&addr, DEADLINE).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let r = BufReader::new(s.try_clone().unwrap());
+    (s, r)
+}
+
+fn line(r: &mut BufReader<TcpStream>) -> String {
+    let mut l = String::new();
+    r.read_line(&mut l).unwrap();
+    l
+}
+
+#[test]
+fn server_subcommand_chats_and_stops_on_sigterm() {
+    for args in [
+        &["server", "--addr", "127.0.0.1:0"][..],
+        &["server", "--poll", "--addr", "127.0.0.1:0"][..],
+    ] {
+        let server = Server::start(args);
+        let (mut a, mut ar) = connect(server.addr);
+        assert!(line(&mut ar).starts_with("* welcome "));
+        let (b, mut br) = connect(server.addr);
+        assert!(line(&mut br).starts_with("* welcome "));
+        a.write_all(b"hello over there\n").unwrap();
+        let want = format!("{}: hello over there\n", a.local_addr().unwrap());
+        assert_eq!(line(&mut br), want, "{args:?}");
+        drop((a, b, ar, br));
+        let (ok, log) = server.terminate();
+        assert!(ok, "{args:?}: server did not exit 0 on SIGTERM:\n{log}");
+        assert!(
+            log.contains("stopped:"),
+            "{args:?}: no closing line:\n{log}"
+        );
+    }
+}
+
+/// Run `client --addr A` with stdin from a file holding `input`; returns
+/// its stdout.
+fn client_batch(addr: std::net::SocketAddr, input: &[u8], name: &str) -> String {
+    let path = std::env::temp_dir().join(format!("ch04-{name}-{}.txt", std::process::id()));
+    std::fs::write(&path, input).unwrap();
+    let stdin = std::fs::File::open(&path).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["client", "--addr", &addr.to_string()])
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let reader = Background::spawn("client stdout", move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let stdout = reader.join_within(DEADLINE, "client exit");
+    let status = child.wait().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(status.success(), "client exit {status}");
+    stdout
+}
+
+#[test]
+fn client_batch_from_a_file_gets_every_reply() {
+    let input: String = (0..5000).map(|i| format!("batch line {i}\n")).collect();
+    // An echo peer that answers only after EOF: every reply comes after the
+    // client's shutdown(SHUT_WR).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _peer = Background::spawn("echo", move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        s.write_all(&all).unwrap();
+    });
+    assert_eq!(client_batch(addr, input.as_bytes(), "echo"), input);
+}
+
+#[test]
+fn client_batch_through_the_chat_server() {
+    let server = Server::start(&["server", "--addr", "127.0.0.1:0"]);
+    let (_l, mut lr) = connect(server.addr);
+    assert!(line(&mut lr).starts_with("* welcome "));
+    let input: String = (0..500).map(|i| format!("from a file {i}\n")).collect();
+    let out = client_batch(server.addr, input.as_bytes(), "chat");
+    // The client saw only its welcome (nobody else spoke), and the server
+    // closed it after its EOF.
+    assert!(out.starts_with("* welcome "), "{out:?}");
+    assert_eq!(out.lines().count(), 1, "{out:?}");
+    let prefix = out
+        .trim()
+        .strip_prefix("* welcome ")
+        .and_then(|s| s.split(',').next())
+        .unwrap()
+        .to_string();
+    for i in 0..500 {
+        assert_eq!(line(&mut lr), format!("{prefix}: from a file {i}\n"));
+    }
+    let (ok, _) = server.terminate();
+    assert!(ok);
+}
+
+#[test]
+fn echo_mode_returns_each_clients_bytes_to_it() {
+    for args in [
+        &["server", "--echo", "--addr", "127.0.0.1:0"][..],
+        &["server", "--echo", "--poll", "--addr", "127.0.0.1:0"][..],
+    ] {
+        let server = Server::start(args);
+        let (mut a, _) = connect(server.addr);
+        let (mut b, _) = connect(server.addr);
+        // Bytes without a newline, larger than one read: echo is unframed.
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        a.write_all(&big).unwrap();
+        b.write_all(b"only mine").unwrap();
+        let mut got = vec![0u8; big.len()];
+        a.read_exact(&mut got).unwrap();
+        assert!(got == big, "{args:?}: echo differs");
+        let mut mine = [0u8; 9];
+        b.read_exact(&mut mine).unwrap();
+        assert_eq!(&mine, b"only mine", "{args:?}");
+        let (ok, log) = server.terminate();
+        assert!(ok, "{args:?}: server did not exit 0 on SIGTERM:\n{log}");
+    }
+}
