@@ -1,9 +1,6 @@
 //! Graded tests for chapter 5: connect with a deadline, the /proc/net/tcp
 //! parser, the listener's queues, the TCP header decoder.
 
-// tests/support trips clippy's collapsible_if on this toolchain (not ours to edit).
-#![allow(clippy::collapsible_if)]
-
 #[macro_use]
 mod support;
 

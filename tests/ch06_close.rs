@@ -1,9 +1,6 @@
 //! Graded tests for chapter 6: a graceful close, telling how a peer left,
 //! and a half-closing client that delivers its whole input.
 
-// tests/support trips clippy's collapsible_if on this toolchain (not ours to edit).
-#![allow(clippy::collapsible_if)]
-
 #[macro_use]
 mod support;
 
