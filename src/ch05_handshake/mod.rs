@@ -1,1 +1,116 @@
-//! Coming soon.
+#![doc = include_str!("../../chapters/05-handshake.md")]
+
+pub mod backlog;
+pub mod capture;
+pub mod connect;
+pub mod halfopen;
+pub mod handshake;
+pub mod header;
+pub mod opts;
+pub mod proc;
+
+use std::time::Duration;
+
+pub use backlog::{ListenQueues, listener_queues};
+pub use capture::{Access, Capture, Packet};
+pub use connect::connect_timeout;
+pub use header::{TcpHeader, TcpOption, decode_tcp};
+pub use proc::{ProcTcpEntry, parse_line, read_tcp_table};
+
+use crate::kit::args::{Args, usage_error};
+use crate::kit::narrate::note;
+use crate::kit::{Error, Result};
+
+/// `--help` text of `ch05_handshake`.
+pub const USAGE: &str = "\
+ch05_handshake: the TCP three-way handshake, the backlog, the half-open
+queue and SYN-ACK retransmission, and how connect fails -- watched on this
+machine's kernel (TCP_INFO, /proc/net/tcp, /proc/net/netstat, and packets
+captured on lo where allowed).
+
+usage: ch05_handshake [SUBCOMMAND] [OPTIONS]
+
+  (none)                 run every part below, narrated (about 15 s)
+  handshake              the three packets with their numbers, and each side's state
+  backlog [--backlog N]  listen(fd, N), never accept: who gets in, who waits (default 4)
+  halfopen [--defer S]   a connection held half-open (SYN_RECV) with TCP_DEFER_ACCEPT;
+                         measure its SYN-ACK timer (default 7 s)
+  connect [--syncnt N] [--timeout MS]
+                         ECONNREFUSED, ETIMEDOUT (TCP_SYNCNT, default 1), nonblocking
+                         connect, connect with a deadline (default 500 ms)
+  server [--addr A] [--backlog N] [--defer S]
+                         a listener that never accepts (default 127.0.0.1:5005,
+                         backlog 2): poke it with nc, watch it with ss -lnt
+
+options:
+  --netns    run in a private user+network namespace even with root
+             (its own lo: quiet counters, only the demo's packets)
+  --help     this text
+
+Packet capture needs CAP_NET_RAW. Without it the binary moves itself into a
+private user+network namespace where the kernel allows that; otherwise it
+says so and shows states only.
+";
+
+/// Options that take a value.
+pub const VALUE_OPTIONS: &[&str] = &["--backlog", "--defer", "--syncnt", "--timeout", "--addr"];
+
+fn num(args: &Args, name: &str, default: i64, range: std::ops::RangeInclusive<i64>) -> Result<i64> {
+    let Some(text) = args.value(name) else {
+        return Ok(default);
+    };
+    match text.parse::<i64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(Error::msg(format!(
+            "{name} {text}: want a number in {}..={}",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
+
+/// Run the binary: the demo, or one part of it. `access` comes from
+/// [`capture::prepare`], called in `main` before any thread started.
+pub fn run(args: &Args, access: &Access, stop: Option<&crate::kit::stop::Stop>) -> Result<()> {
+    let known = [
+        "--netns",
+        "--backlog",
+        "--defer",
+        "--syncnt",
+        "--timeout",
+        "--addr",
+    ];
+    if let Some(bad) = args.unknown_options(&known).first() {
+        usage_error(USAGE, &format!("unknown option {bad}"));
+    }
+    let backlog = num(args, "--backlog", 4, 0..=64)? as i32;
+    let defer = num(args, "--defer", 7, 3..=60)? as i32;
+    let syncnt = num(args, "--syncnt", 1, 1..=10)? as i32;
+    let timeout = Duration::from_millis(num(args, "--timeout", 500, 1..=60_000)? as u64);
+    let command = args.command.as_deref();
+    if command != Some("server") {
+        note(access.describe());
+    }
+    match command {
+        None => {
+            handshake::demo(access)?;
+            backlog::demo(access, backlog, 3)?;
+            halfopen::demo(access, defer)?;
+            connect::demo(access, syncnt, timeout)?;
+            note("done");
+            Ok(())
+        }
+        Some("handshake") => handshake::demo(access),
+        Some("backlog") => backlog::demo(access, backlog, 3),
+        Some("halfopen") => halfopen::demo(access, defer),
+        Some("connect") => connect::demo(access, syncnt, timeout),
+        Some("server") => {
+            let stop = stop.ok_or_else(|| Error::msg("server needs the Ctrl-C handler"))?;
+            let bind = args.addr_or("127.0.0.1:5005")?;
+            let backlog = num(args, "--backlog", 2, 0..=4096)? as i32;
+            let defer = args.value("--defer").map(|_| defer);
+            backlog::serve(stop, &bind, backlog, defer)
+        }
+        Some(other) => usage_error(USAGE, &format!("unknown subcommand {other:?}")),
+    }
+}

@@ -1,0 +1,226 @@
+//! Part 5: aborts. SO_LINGER {1, 0}, closing with unread data, writing to
+//! a peer that has gone, SIGPIPE and MSG_NOSIGNAL.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, MsgFlags, sockopt};
+
+use super::common::{Pair, pair, show_ends};
+use super::graceful::how_peer_left;
+use crate::ch05_handshake::capture::{Access, Capture, print_packets};
+use crate::ch05_handshake::proc::CounterDelta;
+use crate::kit::error::errno_text;
+use crate::kit::narrate::{heading, line, note};
+use crate::kit::{Call, Error, Result};
+use crate::say;
+
+fn with_capture(access: &Access, p: &Pair) -> Result<Option<Capture>> {
+    if access.can_capture() {
+        let cap = Capture::start(&[p.port()])?;
+        Ok(Some(cap))
+    } else {
+        Ok(None)
+    }
+}
+
+fn show_packets(cap: &Option<Capture>) -> Result<()> {
+    if let Some(cap) = cap {
+        note("packets:");
+        print_packets(&cap.take(Duration::from_millis(30))?, None);
+    }
+    Ok(())
+}
+
+/// Part 5 of the demo: every abort.
+pub fn demo(access: &Access) -> Result<()> {
+    heading("5. Aborts: RST instead of FIN");
+    linger(access)?;
+    unread(access)?;
+    epipe(access)?;
+    sigpipe()?;
+    Ok(())
+}
+
+/// SO_LINGER {on, 0}: close sends RST; the peer reads ECONNRESET.
+pub fn linger(access: &Access) -> Result<()> {
+    note("5a. SO_LINGER {l_onoff=1, l_linger=0}: close() aborts");
+    let p = pair(None)?;
+    let cap = with_capture(access, &p)?;
+    let c = p.client.as_raw_fd();
+    let off = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    socket::setsockopt(&p.client, sockopt::Linger, &off)
+        .call(format!("setsockopt({c}, SO_LINGER)"))?;
+    say!(
+        "client",
+        "setsockopt({c}, SOL_SOCKET, SO_LINGER, {{l_onoff=1, l_linger=0}}, 8) = 0"
+    );
+    let counters = CounterDelta::start()?;
+    drop(p.client);
+    say!("client", "close({c}) = 0");
+    let left = how_peer_left(&p.server, Duration::from_secs(2))?;
+    say!(
+        "server",
+        "how_peer_left({}) = {left:?}",
+        p.server.as_raw_fd()
+    );
+    show_ends(p.client_addr, p.server_addr)?;
+    show_packets(&cap)?;
+    for (name, b, a) in counters.rises(&["Tcp:OutRsts", "TcpExt:TCPAbortOnData"])? {
+        line("", format_args!("  {name:<24} +{}", a - b));
+    }
+    note(
+        "no FIN, no TIME_WAIT: the RST ends both sides at once, and anything unsent is thrown away",
+    );
+    Ok(())
+}
+
+/// Closing with data still unread sends RST, not FIN.
+pub fn unread(access: &Access) -> Result<()> {
+    note("5b. close() with unread data in the receive buffer");
+    let p = pair(None)?;
+    let cap = with_capture(access, &p)?;
+    let (c, s) = (p.client.as_raw_fd(), p.server.as_raw_fd());
+    socket::send(s, b"a reply nobody reads\n", MsgFlags::empty()).call(format!("send({s})"))?;
+    say!("server", "send({s}, \"a reply nobody reads\\n\") = 21");
+    super::common::wait_until_queued(&p.client)?;
+    let counters = CounterDelta::start()?;
+    drop(p.client);
+    say!("client", "close({c}) = 0   (21 bytes unread)");
+    let left = how_peer_left(&p.server, Duration::from_secs(2))?;
+    say!("server", "how_peer_left({s}) = {left:?}");
+    show_packets(&cap)?;
+    for (name, b, a) in counters.rises(&["Tcp:OutRsts", "TcpExt:TCPAbortOnClose"])? {
+        line("", format_args!("  {name:<24} +{}", a - b));
+    }
+    note(
+        "unread data means the application lost something: Linux says so with RST (RFC 2525, 2.17)",
+    );
+    Ok(())
+}
+
+/// Writing to a peer that has closed: the first write works and draws an
+/// RST, the next fails with EPIPE.
+pub fn epipe(access: &Access) -> Result<()> {
+    note("5c. writing to a peer that has closed its socket");
+    let p = pair(None)?;
+    let cap = with_capture(access, &p)?;
+    let (c, s) = (p.client.as_raw_fd(), p.server.as_raw_fd());
+    drop(p.server);
+    say!("server", "close({s}) = 0");
+    let mut buf = [0u8; 8];
+    let n = nix::unistd::read(&p.client, &mut buf).call(format!("read({c})"))?;
+    say!(
+        "client",
+        "read({c}) = {n} (EOF; the client does not take the hint)"
+    );
+    for i in 1..=2 {
+        match nix::unistd::write(&p.client, b"more\n") {
+            Ok(n) => say!("client", "write({c}, \"more\\n\") = {n}   (write #{i})"),
+            Err(e) => say!(
+                "client",
+                "write({c}, \"more\\n\") = -1 {}   (write #{i})",
+                errno_text(e)
+            ),
+        }
+    }
+    show_packets(&cap)?;
+    note(
+        "write #1 only queued the bytes; the closed socket answered them with RST; write #2 met the RST: EPIPE",
+    );
+    note(
+        "a C program would have died of SIGPIPE at write #2; Rust's runtime ignores SIGPIPE before main, so we got EPIPE",
+    );
+    Ok(())
+}
+
+/// The classic death by SIGPIPE, in a child process that restores the
+/// default disposition; and MSG_NOSIGNAL, which avoids it per call.
+pub fn sigpipe() -> Result<()> {
+    note("5d. SIGPIPE: the same second write in a child process with the default disposition");
+    for nosignal in [false, true] {
+        let p = pair(None)?;
+        let (c, s) = (p.client.as_raw_fd(), p.server.as_raw_fd());
+        drop(p.server);
+        say!("server", "close({s}) = 0");
+        let mut buf = [0u8; 8];
+        nix::unistd::read(&p.client, &mut buf).call(format!("read({c})"))?;
+        // SAFETY: the child only calls async-signal-safe functions (signal,
+        // send, _exit) before it exits, so forking a process that may have
+        // other threads is fine.
+        let pid = unsafe { libc::fork() };
+        if pid == -1 {
+            return Err(Error::last_os("fork()"));
+        }
+        if pid == 0 {
+            child_writes_twice(c, nosignal);
+        }
+        let flag = if nosignal { "MSG_NOSIGNAL" } else { "0" };
+        say!(
+            "parent",
+            "fork() = {pid}: the child restores SIGPIPE to SIG_DFL, then send(fd, \"x\", {flag}) twice"
+        );
+        let mut status = 0;
+        // SAFETY: waitpid writes one int, which we own; pid is our child.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == -1 {
+            return Err(Error::last_os(format!("waitpid({pid})")));
+        }
+        if libc::WIFSIGNALED(status) {
+            let sig = libc::WTERMSIG(status);
+            let name = if sig == libc::SIGPIPE {
+                "SIGPIPE"
+            } else {
+                "another signal"
+            };
+            say!(
+                "parent",
+                "waitpid({pid}) -> killed by signal {sig} ({name})"
+            );
+        } else if libc::WIFEXITED(status) {
+            let code = libc::WEXITSTATUS(status);
+            let what = match code {
+                0 => "both sends worked".to_string(),
+                c => format!(
+                    "its second send failed with {}",
+                    errno_text(Errno::from_raw(c))
+                ),
+            };
+            say!(
+                "parent",
+                "waitpid({pid}) -> exited {code}: {what}; no signal"
+            );
+        }
+    }
+    note(
+        "use MSG_NOSIGNAL on send (or ignore SIGPIPE once) in C; in Rust it is ignored for you, so check for EPIPE",
+    );
+    Ok(())
+}
+
+/// In the forked child: default SIGPIPE, two sends, exit with the errno of
+/// the one that failed (0 if none did). Only async-signal-safe calls.
+fn child_writes_twice(fd: RawFd, nosignal: bool) -> ! {
+    let flags = if nosignal { libc::MSG_NOSIGNAL } else { 0 };
+    // SAFETY: signal, send, errno access and _exit are async-signal-safe;
+    // the buffer is a static byte string.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        for _ in 0..2 {
+            if libc::send(fd, b"x".as_ptr().cast(), 1, flags) == -1 {
+                libc::_exit(*libc::__errno_location());
+            }
+            // Give the RST the first send draws a moment to come back.
+            let ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 20_000_000,
+            };
+            libc::nanosleep(&ts, std::ptr::null_mut());
+        }
+        libc::_exit(0)
+    }
+}
