@@ -297,7 +297,7 @@ graded! {
     /// 1,000 clients at once against thread per connection: no crash, and
     /// fds and threads return to their baseline.
     points = 1;
-    secs = 8;
+    secs = 15;
     fn thousand_clients_thread() {
         thousand_clients("thread");
     }
@@ -306,7 +306,7 @@ graded! {
 graded! {
     /// 1,000 clients at once against the accept pool.
     points = 1;
-    secs = 8;
+    secs = 15;
     fn thousand_clients_pool() {
         thousand_clients("pool");
     }
@@ -315,7 +315,7 @@ graded! {
 graded! {
     /// 1,000 clients at once against the queue pool.
     points = 1;
-    secs = 8;
+    secs = 15;
     fn thousand_clients_queue() {
         thousand_clients("queue");
     }
@@ -324,7 +324,7 @@ graded! {
 graded! {
     /// 1,000 clients at once against fork per connection: every child reaped.
     points = 1;
-    secs = 8;
+    secs = 15;
     fn thousand_clients_fork() {
         thousand_clients("fork");
     }
@@ -333,7 +333,7 @@ graded! {
 graded! {
     /// 1,000 clients at once against the SO_REUSEPORT listeners.
     points = 1;
-    secs = 8;
+    secs = 15;
     fn thousand_clients_reuseport() {
         thousand_clients("reuseport");
     }

@@ -14,8 +14,9 @@ use crate::source::{self, Declared};
 /// parallel-safe; a few at a time keeps a 2-core machine responsive.
 pub const DEFAULT_THREADS: usize = 4;
 
-/// The deadline a graded test has when it sets none (tests/support).
-pub const DEFAULT_TEST_SECS: u32 = 5;
+/// The deadline a graded test has when it sets none (`TEST_DEADLINE` in
+/// tests/support).
+pub const DEFAULT_TEST_SECS: u32 = 10;
 
 /// How a grade run is done.
 #[derive(Debug, Clone)]

@@ -25,6 +25,7 @@ const HANG_THREADS: usize = 64;
 /// Run the three checks; print what each found. `Ok(true)` when all hold.
 pub fn run(root: &Path) -> Result<bool, String> {
     let mut ok = true;
+    let mut checks_passed = 0;
     let editions_target = root.join("target/editions");
 
     eprintln!("selfcheck 1/3: the reference edition must get full marks");
@@ -41,6 +42,9 @@ pub fn run(root: &Path) -> Result<bool, String> {
     if reference.outcomes.is_empty() {
         println!("SELFCHECK: no graded tests found");
         ok = false;
+    }
+    if ok {
+        checks_passed += 1;
     }
 
     for kind in [Kind::Student, Kind::Hang] {
@@ -67,14 +71,18 @@ pub fn run(root: &Path) -> Result<bool, String> {
         let grade = run::grade(&dir, &options)?;
         // The bound is on running the tests, not on compiling them.
         let tests_time = grade.seconds - grade.build_seconds;
-        ok &= expect_zero(name, &grade, &reference);
+        let mut edition_ok = expect_zero(name, &grade, &reference);
         if kind == Kind::Hang && tests_time > HANG_BOUND.as_secs_f64() {
             println!(
                 "SELFCHECK: the hang edition's tests took {tests_time:.0} s, over the {} s bound",
                 HANG_BOUND.as_secs()
             );
-            ok = false;
+            edition_ok = false;
         }
+        if edition_ok {
+            checks_passed += 1;
+        }
+        ok &= edition_ok;
         println!(
             "selfcheck: {name} edition: {} / {} points, {} of {} graded tests failing, {:.0} s",
             grade.score(),
