@@ -100,6 +100,11 @@ pub fn run(root: &Path) -> Result<bool, String> {
             "FAILED"
         }
     );
+    // The closing line CI reads: the three checks above.
+    println!(
+        "selfcheck: {checks_passed} passed, {} failed",
+        3 - checks_passed
+    );
     Ok(ok)
 }
 
