@@ -6,6 +6,8 @@ mod support;
 
 use std::time::Duration;
 
+use support::server_process::ServerProcess;
+
 const BIN: &str = env!("CARGO_BIN_EXE_ch05_handshake");
 
 #[test]
@@ -56,4 +58,20 @@ fn backlog_subcommand_admits_backlog_plus_one() {
         out.stdout
             .contains("connections completed with listen backlog 2")
     );
+}
+
+#[test]
+fn server_counts_its_accept_queue_and_stops_on_sigint() {
+    let mut server = ServerProcess::start(
+        BIN,
+        &["server", "--addr", "127.0.0.1:0", "--backlog", "1"],
+        Duration::from_secs(10),
+    );
+    // Reachable from this process: the server stays in our network namespace.
+    let clients: Vec<_> = (0..2).map(|_| support::std_client(&server.addr)).collect();
+    server.wait_line(Duration::from_secs(5), |l| l.contains("accept queue 2 / 1"));
+    server.signal(libc::SIGINT);
+    let (status, _) = server.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "server exit status {status}");
+    drop(clients);
 }

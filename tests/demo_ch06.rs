@@ -4,9 +4,9 @@
 #[macro_use]
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use support::server_process::ServerProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ch06_close");
 
@@ -53,25 +53,12 @@ fn each_subcommand_exits_0() {
 
 #[test]
 fn server_and_client_talk_and_server_stops_on_sigint() {
-    let mut server = Command::new(BIN)
-        .args(["server", "--addr", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = server.stdout.take().unwrap();
-    let first = support::Background::spawn("first line", move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        (line, reader)
-    });
-    let (line, reader) = first.join_within(Duration::from_secs(10), "listening line");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line was {line:?}"))
-        .to_string();
+    let mut server = ServerProcess::start(
+        BIN,
+        &["server", "--addr", "127.0.0.1:0"],
+        Duration::from_secs(10),
+    );
+    let addr = support::std_addr(&server.addr).to_string();
     let out = support::run_bin(BIN, &["client", "--addr", &addr], Duration::from_secs(10));
     assert!(out.status.success(), "client: {}", out.stderr);
     assert!(
@@ -79,15 +66,7 @@ fn server_and_client_talk_and_server_stops_on_sigint() {
         "client got: {}",
         out.stdout
     );
-    // SAFETY: kill sends a signal to our own child, by its pid.
-    unsafe { libc::kill(server.id() as i32, libc::SIGINT) };
-    let rest = support::Background::spawn("rest", move || {
-        let mut reader = reader;
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut reader, &mut s);
-        s
-    });
-    rest.join_within(Duration::from_secs(10), "server exit");
-    let status = server.wait().unwrap();
+    server.signal(libc::SIGINT);
+    let (status, _) = server.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "server exit status {status}");
 }

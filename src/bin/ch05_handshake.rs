@@ -10,8 +10,14 @@ fn main() {
     sockbook::kit::main_with(|| {
         // Before any thread starts: unshare(CLONE_NEWUSER) refuses a
         // multithreaded process, and signalfd needs the signals blocked in
-        // every thread.
-        let access = capture::prepare(args.flag("--netns"));
+        // every thread. The server is for `nc` and `ss` in other terminals,
+        // so it stays in the machine's own network namespace.
+        let access = match args.command.as_deref() {
+            Some("server") if !args.flag("--netns") => {
+                capture::Access::Refused("not needed by the server".into())
+            }
+            _ => capture::prepare(args.flag("--netns")),
+        };
         let stop = if args.command.as_deref() == Some("server") {
             Some(Stop::on_ctrl_c()?)
         } else {

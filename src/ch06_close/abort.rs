@@ -206,20 +206,24 @@ pub fn sigpipe() -> Result<()> {
 /// the one that failed (0 if none did). Only async-signal-safe calls.
 fn child_writes_twice(fd: RawFd, nosignal: bool) -> ! {
     let flags = if nosignal { libc::MSG_NOSIGNAL } else { 0 };
-    // SAFETY: signal, send, errno access and _exit are async-signal-safe;
-    // the buffer is a static byte string.
+    // SAFETY: signal, send, poll, errno access and _exit are
+    // async-signal-safe; the buffer is a static byte string and `pfd` a
+    // local that outlives the poll call.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         for _ in 0..2 {
             if libc::send(fd, b"x".as_ptr().cast(), 1, flags) == -1 {
                 libc::_exit(*libc::__errno_location());
             }
-            // Give the RST the first send draws a moment to come back.
-            let ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 20_000_000,
+            // Wait (at most 1 s) for the RST the first send draws: with no
+            // events asked for, poll reports only POLLERR/POLLHUP, which the
+            // RST sets.
+            let mut pfd = libc::pollfd {
+                fd,
+                events: 0,
+                revents: 0,
             };
-            libc::nanosleep(&ts, std::ptr::null_mut());
+            libc::poll(&mut pfd, 1, 1000);
         }
         libc::_exit(0)
     }
