@@ -221,14 +221,18 @@ graded! {
         writer.write_all(&message[..4]).unwrap();
         writer.write_all(&message[4..]).unwrap();
         drop(writer); // FIN: EOF after the 10 bytes
+        // Wait until the FIN has arrived (POLLRDHUP): the 10 bytes before it
+        // are queued by then, so the first read takes all 10.
+        let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
+        sockbook::kit::wait::wait_for(&reader, rdhup, DEADLINE).unwrap();
         let mut buf = vec![0u8; 64];
         let (bytes, calls) = read_exact_counting(&reader, &mut buf).unwrap();
         assert_eq!(bytes, message.len(), "EOF after {} bytes", message.len());
         assert_eq!(&buf[..bytes], &message[..], "the bytes, in order");
-        assert!(
-            (1..=2).contains(&calls),
-            "two writes can arrive in one or two reads; the final read of 0 does not count \
-             (got {calls})"
+        assert_eq!(
+            calls, 1,
+            "all 10 bytes were waiting, so one read returned them and the next returned 0 \
+             (EOF); a read that returns 0 does not count"
         );
     }
 }
@@ -536,6 +540,15 @@ graded! {
             reply.echoed.len() <= echoed_by_server && reply.echoed == data[..reply.echoed.len()],
             "echoed must be a prefix of what the server sent back"
         );
+        // Every chunk (at most ECHO_CHUNK bytes) that came back whole before
+        // the server's 6,000th byte was read before the reset: whatever the
+        // chunk size, that is more than half of 6,000.
+        assert!(
+            reply.echoed.len() > echoed_by_server / 2,
+            "only {} bytes kept, but the server echoed {echoed_by_server} before it reset: \
+             keep what came back before the error",
+            reply.echoed.len()
+        );
         match &reply.end {
             EchoEnd::Failed(e) => assert!(
                 matches!(e.errno(), Some(Errno::ECONNRESET | Errno::EPIPE)),
@@ -543,6 +556,43 @@ graded! {
             ),
             other => panic!("a reset must be reported as a failed call, got {other:?}"),
         }
+    }
+}
+
+graded! {
+    /// A server that takes the data and never answers: echo_exchange gives up
+    /// at its timeout with Failed(ETIMEDOUT), and closes its socket.
+    points = 1;
+    fn echo_exchange_gives_up_at_the_timeout() {
+        quiet();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = addr_of(&listener);
+        // Reads everything and answers nothing, until the client closes.
+        let server = Background::spawn("silent server", move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut sink = Vec::new();
+            s.read_to_end(&mut sink).map(|_| sink.len())
+        });
+        let timeout = Duration::from_millis(300);
+        let started = Instant::now();
+        let reply = echo_exchange(&addr, b"anyone there?\n", timeout);
+        let took = started.elapsed();
+        match &reply.end {
+            EchoEnd::Failed(e) => assert_eq!(e.errno(), Some(Errno::ETIMEDOUT), "{e}"),
+            other => panic!("expected Failed(ETIMEDOUT) after {took:?}, got {other:?}"),
+        }
+        assert!(reply.echoed.is_empty(), "nothing was echoed");
+        assert!(
+            took >= timeout.mul_f64(0.9) && took < timeout + Duration::from_secs(2),
+            "gave up after {took:?}; the timeout was {timeout:?}"
+        );
+        let got = server.join_within(DEADLINE, "the silent server");
+        assert!(
+            matches!(got, Ok(14)),
+            "the server should read the 14 bytes, then EOF when the client closed its \
+             socket: {got:?}"
+        );
     }
 }
 
