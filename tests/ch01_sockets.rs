@@ -48,6 +48,17 @@ fn to_storage(addr: &dyn SockaddrLike) -> (libc::sockaddr_storage, libc::socklen
     (storage, len)
 }
 
+/// Put eight bytes of junk right after the first `len` bytes of `storage`,
+/// where a function that ignores `len` would read on.
+fn junk_after(storage: &mut libc::sockaddr_storage, len: libc::socklen_t) {
+    let size = mem::size_of::<libc::sockaddr_storage>();
+    // SAFETY: the slice covers exactly the storage, which is plain bytes.
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut(ptr::from_mut(storage).cast::<u8>(), size) };
+    let start = len as usize;
+    bytes[start..(start + 8).min(size)].fill(b'X');
+}
+
 /// An IP address in a `sockaddr_storage`, with the exact length of its
 /// struct (`sockaddr_in` or `sockaddr_in6`), as the kernel would give it.
 fn storage_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
@@ -181,6 +192,9 @@ graded! {
             "[::1]:80",
             "1.2.3.4:80:80",
             "1.2.3.4:8o",
+            "+1.2.3.4:80",
+            "1.2.3.4:+80",
+            " 1.2.3.4:80",
         ] {
             assert!(text.parse::<SocketAddrV4>().is_err(), "std accepts {text:?}?");
             match sockaddr_in_from_text(text) {
@@ -265,10 +279,16 @@ graded! {
         assert_eq!(ours, theirs.to_string(), "a pathname socket");
         assert_eq!(ours, path.display().to_string(), "a pathname socket is its path");
 
-        // A path given without a trailing NUL (as bind() may receive it).
+        // A path given without a trailing NUL (as bind() may receive it), and
+        // junk after it: the path ends where `len` says, not at a NUL.
         let built = UnixAddr::new("/tmp/no-trailing-nul.sock").unwrap();
-        let (storage, len) = to_storage(&built);
-        assert_eq!(format_sockaddr(&storage, len).unwrap(), built.to_string());
+        let (mut storage, len) = to_storage(&built);
+        junk_after(&mut storage, len);
+        assert_eq!(
+            format_sockaddr(&storage, len).unwrap(),
+            built.to_string(),
+            "a path of {len} bytes in all (use len, not a NUL, to find its end)"
+        );
 
         // An abstract name (Linux): sun_path starts with a NUL byte.
         let name = unique("abstract");
@@ -279,7 +299,8 @@ graded! {
         let theirs: UnixAddr = socket::getsockname(fd.as_raw_fd()).unwrap();
         assert_eq!(format_sockaddr(&storage, len).unwrap(), theirs.to_string(), "abstract");
         let odd = UnixAddr::new_abstract(b"tab\there\x01").unwrap();
-        let (storage, len) = to_storage(&odd);
+        let (mut storage, len) = to_storage(&odd);
+        junk_after(&mut storage, len);
         assert_eq!(format_sockaddr(&storage, len).unwrap(), odd.to_string(), "escaped bytes");
 
         // An unnamed socket: one end of a socketpair.
