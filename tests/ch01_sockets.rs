@@ -48,6 +48,17 @@ fn to_storage(addr: &dyn SockaddrLike) -> (libc::sockaddr_storage, libc::socklen
     (storage, len)
 }
 
+/// Put eight bytes of junk right after the first `len` bytes of `storage`,
+/// where a function that ignores `len` would read on.
+fn junk_after(storage: &mut libc::sockaddr_storage, len: libc::socklen_t) {
+    let size = mem::size_of::<libc::sockaddr_storage>();
+    // SAFETY: the slice covers exactly the storage, which is plain bytes.
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut(ptr::from_mut(storage).cast::<u8>(), size) };
+    let start = len as usize;
+    bytes[start..(start + 8).min(size)].fill(b'X');
+}
+
 /// An IP address in a `sockaddr_storage`, with the exact length of its
 /// struct (`sockaddr_in` or `sockaddr_in6`), as the kernel would give it.
 fn storage_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
@@ -181,6 +192,9 @@ graded! {
             "[::1]:80",
             "1.2.3.4:80:80",
             "1.2.3.4:8o",
+            "+1.2.3.4:80",
+            "1.2.3.4:+80",
+            " 1.2.3.4:80",
         ] {
             assert!(text.parse::<SocketAddrV4>().is_err(), "std accepts {text:?}?");
             match sockaddr_in_from_text(text) {
@@ -265,10 +279,16 @@ graded! {
         assert_eq!(ours, theirs.to_string(), "a pathname socket");
         assert_eq!(ours, path.display().to_string(), "a pathname socket is its path");
 
-        // A path given without a trailing NUL (as bind() may receive it).
+        // A path given without a trailing NUL (as bind() may receive it), and
+        // junk after it: the path ends where `len` says, not at a NUL.
         let built = UnixAddr::new("/tmp/no-trailing-nul.sock").unwrap();
-        let (storage, len) = to_storage(&built);
-        assert_eq!(format_sockaddr(&storage, len).unwrap(), built.to_string());
+        let (mut storage, len) = to_storage(&built);
+        junk_after(&mut storage, len);
+        assert_eq!(
+            format_sockaddr(&storage, len).unwrap(),
+            built.to_string(),
+            "a path of {len} bytes in all (use len, not a NUL, to find its end)"
+        );
 
         // An abstract name (Linux): sun_path starts with a NUL byte.
         let name = unique("abstract");
@@ -279,7 +299,8 @@ graded! {
         let theirs: UnixAddr = socket::getsockname(fd.as_raw_fd()).unwrap();
         assert_eq!(format_sockaddr(&storage, len).unwrap(), theirs.to_string(), "abstract");
         let odd = UnixAddr::new_abstract(b"tab\there\x01").unwrap();
-        let (storage, len) = to_storage(&odd);
+        let (mut storage, len) = to_storage(&odd);
+        junk_after(&mut storage, len);
         assert_eq!(format_sockaddr(&storage, len).unwrap(), odd.to_string(), "escaped bytes");
 
         // An unnamed socket: one end of a socketpair.
@@ -381,6 +402,52 @@ mod spy {
     ) -> c_int;
     type FreeAddrInfo = unsafe extern "C" fn(*mut libc::addrinfo);
 
+    /// A name the spy answers itself, with two addresses: the C library's
+    /// list for 127.0.0.1 followed by its list for ::1, as `localhost` reads
+    /// on many machines (but not on every one, so a test of a list longer
+    /// than one entry cannot rely on `localhost`). `.test` is reserved: no
+    /// real resolver knows it (RFC 2606).
+    pub const TWO_ADDRESSES: &str = "two-addresses.sockbook.test";
+
+    /// getaddrinfo for [`TWO_ADDRESSES`]: two real lists, chained. glibc's
+    /// freeaddrinfo frees a list entry by entry, so one call frees both.
+    ///
+    /// # Safety
+    /// The contract of getaddrinfo(3); `lookup` is the C library's.
+    unsafe fn two_addresses(
+        lookup: GetAddrInfo,
+        service: *const c_char,
+        hints: *const libc::addrinfo,
+        res: *mut *mut libc::addrinfo,
+    ) -> c_int {
+        let mut first: *mut libc::addrinfo = std::ptr::null_mut();
+        let mut second: *mut libc::addrinfo = std::ptr::null_mut();
+        // SAFETY: NUL-terminated hosts; the caller's service and hints; out-pointers.
+        let rc = unsafe { lookup(c"127.0.0.1".as_ptr(), service, hints, &mut first) };
+        if rc != 0 {
+            return rc;
+        }
+        // SAFETY: as above.
+        let rc = unsafe { lookup(c"::1".as_ptr(), service, hints, &mut second) };
+        if rc != 0 {
+            // SAFETY: the symbol named freeaddrinfo in the C library has this type.
+            let free: FreeAddrInfo = unsafe { std::mem::transmute(real(c"freeaddrinfo")) };
+            // SAFETY: `first` came from getaddrinfo and is freed once, here.
+            unsafe { free(first) };
+            return rc;
+        }
+        let mut tail = first;
+        // SAFETY: `first` is a non-empty list from getaddrinfo; walk to its end.
+        unsafe {
+            while !(*tail).ai_next.is_null() {
+                tail = (*tail).ai_next;
+            }
+            (*tail).ai_next = second;
+            *res = first;
+        }
+        0
+    }
+
     /// The spy's getaddrinfo.
     ///
     /// # Safety
@@ -394,8 +461,16 @@ mod spy {
     ) -> c_int {
         // SAFETY: the symbol named getaddrinfo in the C library has this type.
         let f: GetAddrInfo = unsafe { std::mem::transmute(real(c"getaddrinfo")) };
-        // SAFETY: the caller's arguments, passed on unchanged.
-        let rc = unsafe { f(node, service, hints, res) };
+        // SAFETY: a non-null node is a NUL-terminated string (getaddrinfo's contract).
+        let two = !node.is_null()
+            && unsafe { CStr::from_ptr(node) }.to_bytes() == TWO_ADDRESSES.as_bytes();
+        let rc = if two {
+            // SAFETY: the caller's arguments, as getaddrinfo takes them.
+            unsafe { two_addresses(f, service, hints, res) }
+        } else {
+            // SAFETY: the caller's arguments, passed on unchanged.
+            unsafe { f(node, service, hints, res) }
+        };
         let _ = LOG.try_with(|l| {
             let mut l = l.borrow_mut();
             if rc == 0 {
@@ -462,6 +537,25 @@ graded! {
                 assert_eq!(ours, theirs, "resolve({host:?}, {port}) vs std");
             }
         }
+
+        // A name with two addresses (the spy answers it: 127.0.0.1, then ::1;
+        // chaining two lists is safe with glibc's freeaddrinfo only).
+        if !cfg!(target_env = "gnu") {
+            return;
+        }
+        let ours: Vec<SocketAddr> = resolve(spy::TWO_ADDRESSES, 80)
+            .unwrap_or_else(|e| panic!("resolve({:?}, 80) failed: {e}", spy::TWO_ADDRESSES))
+            .iter()
+            .map(support::std_addr)
+            .collect();
+        let theirs: Vec<SocketAddr> = ["127.0.0.1", "::1"]
+            .iter()
+            .flat_map(|host| (*host, 80).to_socket_addrs().unwrap())
+            .collect();
+        assert_eq!(
+            ours, theirs,
+            "a name with two addresses: follow ai_next to the end of the list"
+        );
     }
 }
 

@@ -87,6 +87,11 @@ fn addr_of(listener: &TcpListener) -> SockaddrStorage {
     SockaddrStorage::from(listener.local_addr().unwrap())
 }
 
+/// How soon `serve_echo` must return once `stop` is readable: at once, in
+/// truth; this leaves room for a loaded machine, and is far shorter than
+/// the idle limit of `serve_echo_stops_when_told`.
+const STOP_LIMIT: Duration = Duration::from_secs(2);
+
 /// `serve_echo` running on a background thread, on a std listener, with a
 /// socket pair as its stop fd.
 struct EchoServer {
@@ -98,8 +103,13 @@ struct EchoServer {
 
 impl EchoServer {
     fn start(idle: Duration) -> EchoServer {
+        EchoServer::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), idle)
+    }
+
+    /// The same on a listener the test has prepared (socket options set on
+    /// a listener are inherited by the sockets `accept` returns).
+    fn start_on(listener: TcpListener, idle: Duration) -> EchoServer {
         quiet();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = addr_of(&listener);
         let port = listener.local_addr().unwrap().port();
         let (stop, stop_rx) = UnixStream::pair().unwrap();
@@ -119,7 +129,11 @@ impl EchoServer {
     /// so its port can still be checked for leftover connections.
     fn finish(mut self) -> (EchoStats, TcpListener) {
         self.stop.write_all(b"stop").unwrap();
-        let (result, listener) = self.worker.join_within(DEADLINE, "serve_echo after stop");
+        let (result, listener) = self.worker.join_within(
+            STOP_LIMIT,
+            "serve_echo after `stop` became readable (it must return at once, \
+             even in the middle of a connection)",
+        );
         let stats = result.unwrap_or_else(|e| panic!("serve_echo returned an error: {e}"));
         (stats, listener)
     }
@@ -216,14 +230,18 @@ graded! {
         writer.write_all(&message[..4]).unwrap();
         writer.write_all(&message[4..]).unwrap();
         drop(writer); // FIN: EOF after the 10 bytes
+        // Wait until the FIN has arrived (POLLRDHUP): the 10 bytes before it
+        // are queued by then, so the first read takes all 10.
+        let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
+        sockbook::kit::wait::wait_for(&reader, rdhup, DEADLINE).unwrap();
         let mut buf = vec![0u8; 64];
         let (bytes, calls) = read_exact_counting(&reader, &mut buf).unwrap();
         assert_eq!(bytes, message.len(), "EOF after {} bytes", message.len());
         assert_eq!(&buf[..bytes], &message[..], "the bytes, in order");
-        assert!(
-            (1..=2).contains(&calls),
-            "two writes can arrive in one or two reads; the final read of 0 does not count \
-             (got {calls})"
+        assert_eq!(
+            calls, 1,
+            "all 10 bytes were waiting, so one read returned them and the next returned 0 \
+             (EOF); a read that returns 0 does not count"
         );
     }
 }
@@ -295,7 +313,9 @@ graded! {
     /// a connection, and closes that connection.
     points = 1;
     fn serve_echo_stops_when_told() {
-        let server = EchoServer::start(Duration::from_secs(4));
+        // An idle limit far past the test's deadline: only `stop` can end
+        // the connection in time.
+        let server = EchoServer::start(Duration::from_secs(60));
         let mut client = std_client(&server.addr);
         client.write_all(b"a").unwrap();
         let mut one = [0u8; 1];
@@ -340,7 +360,12 @@ graded! {
     /// One mebibyte without a newline: echoed whole while the client sends.
     points = 1;
     fn serve_echo_survives_a_megabyte_without_newline() {
-        let server = EchoServer::start(Duration::from_secs(4));
+        // A small send buffer on the server's side (accepted sockets inherit
+        // it from the listener): its sends come up short, so a server that
+        // ignores what send returned loses bytes here.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        socket::setsockopt(&listener, sockopt::SndBuf, &4096).unwrap();
+        let server = EchoServer::start_on(listener, Duration::from_secs(4));
         let data: Vec<u8> = pattern(1 << 20).into_iter().map(|b| if b == b'\n' { b'.' } else { b }).collect();
         let mut client = std_client(&server.addr);
         let mut sender = client.try_clone().unwrap();
@@ -353,7 +378,14 @@ graded! {
         let mut back = Vec::new();
         client.read_to_end(&mut back).unwrap();
         send.join_within(DEADLINE, "the sender");
-        assert!(back == data, "1 MiB echoed ({} of {} bytes back)", back.len(), data.len());
+        assert!(
+            back == data,
+            "1 MiB echoed ({} of {} bytes back, {}): the server's sends come up short here; \
+             each must go on from where the last one stopped",
+            back.len(),
+            data.len(),
+            if back.len() == data.len() { "different bytes" } else { "bytes missing" }
+        );
         still_serves(&server);
         let stats = finish_without_leaks(server);
         assert_eq!(stats.bytes, (data.len() + b"still there?\n".len()) as u64);
@@ -395,8 +427,8 @@ graded! {
 
 graded! {
     /// A client that sends but never reads cannot wedge the server: the
-    /// server's write times out (SO_SNDTIMEO), it drops that client, and the
-    /// next client gets served.
+    /// server's send gives up after `idle` (SO_SNDTIMEO, or MSG_DONTWAIT and
+    /// a bounded wait), it drops that client, and the next client gets served.
     points = 1;
     fn serve_echo_drops_a_client_that_never_reads() {
         let server = EchoServer::start(Duration::from_millis(300));
@@ -519,6 +551,15 @@ graded! {
             reply.echoed.len() <= echoed_by_server && reply.echoed == data[..reply.echoed.len()],
             "echoed must be a prefix of what the server sent back"
         );
+        // Every chunk (at most ECHO_CHUNK bytes) that came back whole before
+        // the server's 6,000th byte was read before the reset: whatever the
+        // chunk size, that is more than half of 6,000.
+        assert!(
+            reply.echoed.len() > echoed_by_server / 2,
+            "only {} bytes kept, but the server echoed {echoed_by_server} before it reset: \
+             keep what came back before the error",
+            reply.echoed.len()
+        );
         match &reply.end {
             EchoEnd::Failed(e) => assert!(
                 matches!(e.errno(), Some(Errno::ECONNRESET | Errno::EPIPE)),
@@ -526,6 +567,43 @@ graded! {
             ),
             other => panic!("a reset must be reported as a failed call, got {other:?}"),
         }
+    }
+}
+
+graded! {
+    /// A server that takes the data and never answers: echo_exchange gives up
+    /// at its timeout with Failed(ETIMEDOUT), and closes its socket.
+    points = 1;
+    fn echo_exchange_gives_up_at_the_timeout() {
+        quiet();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = addr_of(&listener);
+        // Reads everything and answers nothing, until the client closes.
+        let server = Background::spawn("silent server", move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut sink = Vec::new();
+            s.read_to_end(&mut sink).map(|_| sink.len())
+        });
+        let timeout = Duration::from_millis(300);
+        let started = Instant::now();
+        let reply = echo_exchange(&addr, b"anyone there?\n", timeout);
+        let took = started.elapsed();
+        match &reply.end {
+            EchoEnd::Failed(e) => assert_eq!(e.errno(), Some(Errno::ETIMEDOUT), "{e}"),
+            other => panic!("expected Failed(ETIMEDOUT) after {took:?}, got {other:?}"),
+        }
+        assert!(reply.echoed.is_empty(), "nothing was echoed");
+        assert!(
+            took >= timeout.mul_f64(0.9) && took < timeout + Duration::from_secs(2),
+            "gave up after {took:?}; the timeout was {timeout:?}"
+        );
+        let got = server.join_within(DEADLINE, "the silent server");
+        assert!(
+            matches!(got, Ok(14)),
+            "the server should read the 14 bytes, then EOF when the client closed its \
+             socket: {got:?}"
+        );
     }
 }
 

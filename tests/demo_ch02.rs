@@ -6,97 +6,35 @@
 #[allow(unused_macros)]
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use support::{DEADLINE, run_bin};
+use support::server_process::ServerProcess;
+use support::{DEADLINE, run_bin, std_client};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ch02_tcp");
 
-/// A child process that is killed and reaped however the test ends.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
+/// Start `ch02_tcp args...` and read its `listening on` line.
+fn start(args: &[&str]) -> ServerProcess {
+    ServerProcess::start(BIN, args, DEADLINE)
 }
 
-impl Running {
-    /// Start `ch02_tcp args...` with its stdout read line by line.
-    fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn ch02_tcp");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running { child, lines }
-    }
-
-    fn next_line(&self) -> String {
-        self.lines
-            .recv_timeout(DEADLINE)
-            .expect("a line from the child within the deadline")
-    }
-
-    /// The first line must be `listening on IP:PORT`; return the address.
-    fn listening_on(&self) -> SocketAddr {
-        let first = self.next_line();
-        let addr = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line is not `listening on ...`: {first:?}"));
-        addr.parse().expect("an IP:PORT after `listening on`")
-    }
-
-    /// SIGINT, then wait (bounded) for a clean exit: stdout reaches EOF
-    /// when the process exits, so wait for that, then reap it. Returns the
-    /// status and the lines printed after the interrupt.
-    fn interrupt(&mut self) -> (std::process::ExitStatus, Vec<String>) {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT).unwrap();
-        let deadline = Instant::now() + DEADLINE;
-        let mut rest = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => rest.push(line),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("the server did not exit within {DEADLINE:?} of SIGINT")
-                }
-            }
-        }
-        (self.child.wait().unwrap(), rest)
-    }
+/// SIGINT, then a bounded wait for the exit: the status and the lines
+/// printed after the interrupt.
+fn interrupt(server: &mut ServerProcess) -> (std::process::ExitStatus, Vec<String>) {
+    server.signal(libc::SIGINT);
+    server.wait_exit(DEADLINE)
 }
 
 /// Any child, killed and reaped however the test ends.
-struct KillOnDrop(Child);
+struct KillOnDrop(std::process::Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -141,18 +79,16 @@ fn help_lists_the_subcommands() {
 
 #[test]
 fn echo_server_talks_to_a_std_client_and_stops_on_sigint() {
-    let mut server = Running::start(&["server", "--addr", "127.0.0.1:0"]);
-    let addr = server.listening_on();
+    let mut server = start(&["server", "--addr", "127.0.0.1:0"]);
     for message in [&b"hello\n"[..], b"\x00binary\xff", b"third client"] {
-        let mut client = std::net::TcpStream::connect_timeout(&addr, DEADLINE).unwrap();
-        client.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut client = std_client(&server.addr);
         client.write_all(message).unwrap();
         client.shutdown(Shutdown::Write).unwrap();
         let mut back = Vec::new();
         client.read_to_end(&mut back).unwrap();
         assert_eq!(back, message);
     }
-    let (status, rest) = server.interrupt();
+    let (status, rest) = interrupt(&mut server);
     assert!(
         status.success(),
         "Ctrl-C should stop the server cleanly: {status}"
@@ -165,16 +101,14 @@ fn echo_server_talks_to_a_std_client_and_stops_on_sigint() {
 
 #[test]
 fn quiet_echo_server_prints_only_its_first_and_last_lines() {
-    let mut server = Running::start(&["server", "--addr", "127.0.0.1:0", "--quiet"]);
-    let addr = server.listening_on();
-    let mut client = std::net::TcpStream::connect_timeout(&addr, DEADLINE).unwrap();
-    client.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut server = start(&["server", "--addr", "127.0.0.1:0", "--quiet"]);
+    let mut client = std_client(&server.addr);
     client.write_all(b"shh\n").unwrap();
     client.shutdown(Shutdown::Write).unwrap();
     let mut back = Vec::new();
     client.read_to_end(&mut back).unwrap();
     assert_eq!(back, b"shh\n");
-    let (status, rest) = server.interrupt();
+    let (status, rest) = interrupt(&mut server);
     assert!(status.success(), "{status}");
     assert_eq!(
         rest,
@@ -227,11 +161,10 @@ fn client_half_closes_and_prints_the_echo() {
 
 #[test]
 fn daytime_pair_answers_one_line() {
-    let mut server = Running::start(&["daytime-server", "--addr", "127.0.0.1:0"]);
-    let addr = server.listening_on();
+    let mut server = start(&["daytime-server", "--addr", "127.0.0.1:0"]);
+    let addr = support::std_addr(&server.addr);
     // An independent client first: one line, CRLF, then EOF.
-    let mut raw = std::net::TcpStream::connect_timeout(&addr, DEADLINE).unwrap();
-    raw.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut raw = std_client(&server.addr);
     let mut text = String::new();
     raw.read_to_string(&mut text).unwrap();
     assert!(text.ends_with("-UTC\r\n"), "RFC 867 line: {text:?}");
@@ -244,6 +177,6 @@ fn daytime_pair_answers_one_line() {
     );
     assert!(done.status.success(), "{}", done.stderr);
     assert!(done.stdout.contains("-UTC"), "{}", done.stdout);
-    let (status, _) = server.interrupt();
+    let (status, _) = interrupt(&mut server);
     assert!(status.success(), "{status}");
 }

@@ -521,10 +521,11 @@ fn names() -> Result<()> {
         .iter()
         .filter_map(|e| e.addr.as_ref().map(|a| a.to_string()))
         .collect();
+    let (n, many) = (addresses.len(), addresses.len() != 1);
     note(format!(
-        "{} entries for {} address(es): one per (address, socket type), because ai_socktype = 0.",
+        "{} entries for {n} address{}: one per (address, socket type), because ai_socktype = 0.",
         entries.len(),
-        addresses.len()
+        if many { "es" } else { "" }
     ));
     note(
         "with ai_socktype = SOCK_STREAM you get one per address: what std's to_socket_addrs does.",

@@ -21,6 +21,10 @@ const WAIT: Duration = Duration::from_secs(5);
 
 /// Run the whole demo.
 pub fn run() -> Result<()> {
+    say!(
+        "",
+        "Chapter 2: a TCP server and client. (`cargo run --bin ch02_tcp -- --help` for more)"
+    );
     heading("1. The server: socket → bind → listen");
     note(
         "the seed's `new ServerSocket(port)` is these three calls; port 0 asks the kernel to pick",
