@@ -18,7 +18,7 @@ help:
 	@echo "               BENCH='--secs 5 --scenarios busy' to choose"
 
 run:
-	$(CARGO) run --quiet --bin ch01_sockets
+	@$(CARGO) run --quiet --bin ch01_sockets
 
 tour:
 	@for bin in $$(ls src/bin/ch[0-9][0-9]_*.rs | sed 's#src/bin/##; s#\.rs##' | grep -E '^ch[0-9]{2}_[a-z]+$$'); do \
