@@ -20,6 +20,7 @@ use sockbook::ch04_select::{
     Config, Event, LineTooLong, Stats, Why, serve_poll, serve_select, str_cli, take_lines,
 };
 use sockbook::kit::{narrate, net};
+use support::server_process::ServerProcess;
 use support::{Background, DEADLINE, open_sockets_on_port, std_addr, std_client};
 
 // ---------------------------------------------------------------------------
@@ -771,60 +772,23 @@ graded! {
 // 1,000 and 1,500 clients: the server binary in its own process, so its fd
 // numbers are its own.
 
-/// A `ch04_select server` child, killed when dropped (and when this test
-/// process dies: PR_SET_PDEATHSIG).
+/// A `ch04_select server` child (a `ServerProcess`: killed when dropped,
+/// and when this test process dies) and what these tests look at in it.
 struct Child {
-    child: std::process::Child,
+    server: ServerProcess,
     addr: SocketAddr,
-    stdout: Background<Vec<String>>,
 }
 
 impl Child {
     fn start(args: &[&str]) -> Child {
-        use std::os::unix::process::CommandExt;
-        use std::process::{Command, Stdio};
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ch04_select"));
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        // SAFETY: prctl is async-signal-safe; the closure touches nothing else.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, first) = mpsc::channel();
-        let stdout = Background::spawn("server stdout", move || {
-            let mut lines = std::io::BufReader::new(out).lines();
-            let _ = tx.send(lines.next().and_then(|l| l.ok()));
-            lines.map_while(Result::ok).collect::<Vec<String>>()
-        });
-        let first = first
-            .recv_timeout(DEADLINE)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let addr = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line should be `listening on IP:PORT`, got {first:?}"))
-            .parse()
-            .unwrap();
-        Child {
-            child,
-            addr,
-            stdout,
-        }
+        let server = ServerProcess::start(env!("CARGO_BIN_EXE_ch04_select"), args, DEADLINE);
+        let addr = std_addr(&server.addr);
+        Child { server, addr }
     }
 
     /// The child's open socket fds, by number, from /proc.
     fn socket_fds(&self) -> Vec<usize> {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+        std::fs::read_dir(format!("/proc/{}/fd", self.server.pid))
             .unwrap()
             .filter_map(|e| {
                 let e = e.ok()?;
@@ -838,7 +802,7 @@ impl Child {
     }
 
     fn fd_count_below(&self, limit: usize) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+        std::fs::read_dir(format!("/proc/{}/fd", self.server.pid))
             .unwrap()
             .filter_map(|e| e.ok()?.file_name().to_string_lossy().parse::<usize>().ok())
             .filter(|&fd| fd < limit)
@@ -874,19 +838,8 @@ impl Child {
 
     /// SIGTERM, then the exit status and everything it printed.
     fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        // Its stdout reaches EOF when it exits: that is the bounded wait.
-        let stdout = std::mem::replace(&mut self.stdout, Background::spawn("none", Vec::new));
-        let log = stdout.join_within(DEADLINE, "server exit after SIGTERM");
-        (self.child.wait().unwrap(), log)
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.signal(libc::SIGTERM);
+        self.server.wait_exit(DEADLINE)
     }
 }
 
