@@ -433,6 +433,45 @@ graded! {
 }
 
 graded! {
+    /// A slow reader gets every line once it reads: what the kernel would
+    /// not take at once waits in its output buffer and goes out when the
+    /// loop sees its socket writable again (select's write set, POLLOUT).
+    points = 2;
+    fn slow_reader_gets_every_line_once_it_reads() {
+        for kind in BOTH {
+            // Three times what the server's send buffer can grow to (tcp_wmem's
+            // maximum, read here): while s is not reading, most of it must
+            // wait in the server's own output buffer.
+            let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+                .unwrap()
+                .split_whitespace()
+                .nth(2)
+                .unwrap()
+                .parse()
+                .unwrap();
+            let text = "s".repeat(499);
+            let count = 3 * wmem_max / (text.len() + 8) + 1;
+            let out_limit = 2 * count * (text.len() + 40);
+            let mut server = Server::start(kind, Config { out_limit, ..Config::default() });
+            let mut s = small_window_client(&server);
+            let s_addr = s.local.clone();
+            server.event("Joined (slow reader)", |e| matches!(e, Event::Joined { peer, .. } if *peer == s_addr));
+            let mut a = Chatter::join(&server);
+            let lines: String = (0..count).map(|i| format!("{i:06} {text}\n")).collect();
+            a.send(&lines);
+            // Now s reads: every line, in order, none lost.
+            assert!(s.line().starts_with("* welcome "), "{kind:?}: welcome first");
+            for i in 0..count {
+                assert_eq!(s.line(), said(&a, &format!("{i:06} {text}")), "{kind:?}: line {i}");
+            }
+            drop((a, s));
+            let stats = server.stop();
+            assert_eq!(stats.dropped, 0, "{kind:?}");
+        }
+    }
+}
+
+graded! {
     /// A flood is served whole and in order, interleaved only at line
     /// boundaries; a flooder that sends a line past the limit is dropped.
     points = 2;
