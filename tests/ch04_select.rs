@@ -20,6 +20,7 @@ use sockbook::ch04_select::{
     Config, Event, LineTooLong, Stats, Why, serve_poll, serve_select, str_cli, take_lines,
 };
 use sockbook::kit::{narrate, net};
+use support::server_process::ServerProcess;
 use support::{Background, DEADLINE, open_sockets_on_port, std_addr, std_client};
 
 // ---------------------------------------------------------------------------
@@ -45,8 +46,15 @@ struct Server {
 
 impl Server {
     fn start(kind: Kind, config: Config) -> Server {
+        Server::start_with(kind, config, |_| {})
+    }
+
+    /// `start`, after `setup` has set options on the listening socket
+    /// (accepted sockets inherit them).
+    fn start_with(kind: Kind, config: Config, setup: impl FnOnce(&OwnedFd)) -> Server {
         narrate::set_quiet(true);
         let (listener, addr) = net::tcp_listen("server", &support::loopback_any(), 1024).unwrap();
+        setup(&listener);
         let port = net::local_port(&listener).unwrap();
         let (tx, events) = mpsc::channel();
         let config = Config {
@@ -432,6 +440,40 @@ graded! {
 }
 
 graded! {
+    /// A slow reader gets every line once it reads: what the kernel would
+    /// not take at once waits in its output buffer and goes out when the
+    /// loop sees its socket writable again (select's write set, POLLOUT).
+    points = 2;
+    fn slow_reader_gets_every_line_once_it_reads() {
+        for kind in BOTH {
+            // The server's sockets get a small send buffer (set on the
+            // listener, inherited by accept, and so not grown by the kernel),
+            // s a small window: while s is not reading, nearly all of these
+            // lines must wait in the server's own output buffer.
+            let text = "s".repeat(499);
+            let count = 2000;
+            let out_limit = 2 * count * (text.len() + 40);
+            let small_sndbuf = |l: &OwnedFd| socket::setsockopt(l, sockopt::SndBuf, &4096).unwrap();
+            let mut server = Server::start_with(kind, Config { out_limit, ..Config::default() }, small_sndbuf);
+            let mut s = small_window_client(&server);
+            let s_addr = s.local.clone();
+            server.event("Joined (slow reader)", |e| matches!(e, Event::Joined { peer, .. } if *peer == s_addr));
+            let mut a = Chatter::join(&server);
+            let lines: String = (0..count).map(|i| format!("{i:06} {text}\n")).collect();
+            a.send(&lines);
+            // Now s reads: every line, in order, none lost.
+            assert!(s.line().starts_with("* welcome "), "{kind:?}: welcome first");
+            for i in 0..count {
+                assert_eq!(s.line(), said(&a, &format!("{i:06} {text}")), "{kind:?}: line {i}");
+            }
+            drop((a, s));
+            let stats = server.stop();
+            assert_eq!(stats.dropped, 0, "{kind:?}");
+        }
+    }
+}
+
+graded! {
     /// A flood is served whole and in order, interleaved only at line
     /// boundaries; a flooder that sends a line past the limit is dropped.
     points = 2;
@@ -771,60 +813,23 @@ graded! {
 // 1,000 and 1,500 clients: the server binary in its own process, so its fd
 // numbers are its own.
 
-/// A `ch04_select server` child, killed when dropped (and when this test
-/// process dies: PR_SET_PDEATHSIG).
+/// A `ch04_select server` child (a `ServerProcess`: killed when dropped,
+/// and when this test process dies) and what these tests look at in it.
 struct Child {
-    child: std::process::Child,
+    server: ServerProcess,
     addr: SocketAddr,
-    stdout: Background<Vec<String>>,
 }
 
 impl Child {
     fn start(args: &[&str]) -> Child {
-        use std::os::unix::process::CommandExt;
-        use std::process::{Command, Stdio};
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ch04_select"));
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        // SAFETY: prctl is async-signal-safe; the closure touches nothing else.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, first) = mpsc::channel();
-        let stdout = Background::spawn("server stdout", move || {
-            let mut lines = std::io::BufReader::new(out).lines();
-            let _ = tx.send(lines.next().and_then(|l| l.ok()));
-            lines.map_while(Result::ok).collect::<Vec<String>>()
-        });
-        let first = first
-            .recv_timeout(DEADLINE)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let addr = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line should be `listening on IP:PORT`, got {first:?}"))
-            .parse()
-            .unwrap();
-        Child {
-            child,
-            addr,
-            stdout,
-        }
+        let server = ServerProcess::start(env!("CARGO_BIN_EXE_ch04_select"), args, DEADLINE);
+        let addr = std_addr(&server.addr);
+        Child { server, addr }
     }
 
     /// The child's open socket fds, by number, from /proc.
     fn socket_fds(&self) -> Vec<usize> {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+        std::fs::read_dir(format!("/proc/{}/fd", self.server.pid))
             .unwrap()
             .filter_map(|e| {
                 let e = e.ok()?;
@@ -838,7 +843,7 @@ impl Child {
     }
 
     fn fd_count_below(&self, limit: usize) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+        std::fs::read_dir(format!("/proc/{}/fd", self.server.pid))
             .unwrap()
             .filter_map(|e| e.ok()?.file_name().to_string_lossy().parse::<usize>().ok())
             .filter(|&fd| fd < limit)
@@ -874,19 +879,8 @@ impl Child {
 
     /// SIGTERM, then the exit status and everything it printed.
     fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        // Its stdout reaches EOF when it exits: that is the bounded wait.
-        let stdout = std::mem::replace(&mut self.stdout, Background::spawn("none", Vec::new));
-        let log = stdout.join_within(DEADLINE, "server exit after SIGTERM");
-        (self.child.wait().unwrap(), log)
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.signal(libc::SIGTERM);
+        self.server.wait_exit(DEADLINE)
     }
 }
 
@@ -941,7 +935,7 @@ graded! {
         if wall {
             assert_eq!(server.fd_count_below(libc::FD_SETSIZE), libc::FD_SETSIZE, "refused before the table was full");
         }
-        let mut senders: Vec<usize> = served.iter().copied().step_by(10).collect();
+        let mut senders: Vec<usize> = served.iter().copied().step_by(50).collect();
         senders.extend(served.iter().rev().take(10));
         senders.sort_unstable();
         senders.dedup();
@@ -972,7 +966,7 @@ graded! {
         if clients > libc::FD_SETSIZE {
             assert!(sockets.iter().any(|&fd| fd >= libc::FD_SETSIZE), "expected fds past FD_SETSIZE");
         }
-        let mut senders: Vec<usize> = served.iter().copied().step_by(15).collect();
+        let mut senders: Vec<usize> = served.iter().copied().step_by(75).collect();
         senders.extend(served.iter().rev().take(10));
         senders.sort_unstable();
         senders.dedup();

@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use sockbook::ch03_sockopts::OPTIONS;
+use support::server_process::ServerProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ch03_sockopts");
 
@@ -84,56 +85,17 @@ fn help_lists_the_subcommands_and_bad_input_exits_2() {
 
 #[test]
 fn server_reports_options_to_each_client_and_stops_on_ctrl_c() {
-    use std::io::{BufRead, BufReader, Read};
-    use std::process::{Command, Stdio};
-    /// Kills the server if the test fails before it stops it.
-    struct Guard(std::process::Child);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut guard = Guard(
-        Command::new(BIN)
-            .args(["server", "--addr", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let child = &mut guard.0;
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let first = support::Background::spawn("first line", move || {
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        (line, out)
-    });
-    let (line, mut out) = first.join_within(support::DEADLINE, "the server's first line");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line {line:?}"));
-    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    use std::io::Read;
+    let mut server =
+        ServerProcess::start(BIN, &["server", "--addr", "127.0.0.1:0"], support::DEADLINE);
     for _ in 0..2 {
-        let mut client = support::std_client(&nix::sys::socket::SockaddrStorage::from(addr));
+        let mut client = support::std_client(&server.addr);
         let mut text = String::new();
         client.read_to_string(&mut text).unwrap();
         assert!(text.contains("SO_RCVBUF: "), "{text}");
         assert!(text.contains("TCP_INFO: state ESTABLISHED"), "{text}");
     }
-    // SAFETY: kill(2) with the pid of our own child and a valid signal.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
-    let rest = support::Background::spawn("rest", move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let rest = rest.join_within(support::DEADLINE, "the server's exit");
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}\n{rest}");
+    server.signal(libc::SIGINT);
+    let (status, rest) = server.wait_exit(support::DEADLINE);
+    assert!(status.success(), "{status:?}\n{rest:?}");
 }

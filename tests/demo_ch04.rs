@@ -7,10 +7,10 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use support::{Background, DEADLINE, run_bin};
+use support::server_process::ServerProcess;
+use support::{Background, DEADLINE, run_bin, std_addr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ch04_select");
 
@@ -55,59 +55,22 @@ fn help_lists_the_subcommands() {
     );
 }
 
-/// A server child: its address, killed on drop.
-struct Server {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    rest: Background<String>,
+/// Start `ch04_select` with `args` (a `server …` command line).
+fn start(args: &[&str]) -> ServerProcess {
+    ServerProcess::start(BIN, args, DEADLINE)
 }
 
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, first) = mpsc::channel();
-        let rest = Background::spawn("server stdout", move || {
-            let mut out = BufReader::new(out);
-            let mut line = String::new();
-            let _ = out.read_line(&mut line);
-            let _ = tx.send(line);
-            let mut rest = String::new();
-            let _ = out.read_to_string(&mut rest);
-            rest
-        });
-        let first = first.recv_timeout(DEADLINE).unwrap_or_default();
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line should be `listening on IP:PORT`: {first:?}"))
-            .parse()
-            .unwrap();
-        Server { child, addr, rest }
-    }
-
-    /// SIGTERM; returns whether it exited 0 and what it printed after the
-    /// first line. Its stdout closing is the bounded wait for the exit.
-    fn terminate(mut self) -> (bool, String) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let rest = std::mem::replace(&mut self.rest, Background::spawn("none", String::new));
-        let log = rest.join_within(DEADLINE, "server exit on SIGTERM");
-        (self.child.wait().unwrap().success(), log)
-    }
+/// Its address as a `std` address, for `TcpStream` and the client.
+fn addr(server: &ServerProcess) -> std::net::SocketAddr {
+    std_addr(&server.addr)
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// SIGTERM; returns whether it exited 0 and what it printed after the
+/// first line.
+fn terminate(mut server: ServerProcess) -> (bool, String) {
+    server.signal(libc::SIGTERM);
+    let (status, lines) = server.wait_exit(DEADLINE);
+    (status.success(), lines.join("\n"))
 }
 
 fn connect(addr: std::net::SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
@@ -129,16 +92,16 @@ fn server_subcommand_chats_and_stops_on_sigterm() {
         &["server", "--addr", "127.0.0.1:0"][..],
         &["server", "--poll", "--addr", "127.0.0.1:0"][..],
     ] {
-        let server = Server::start(args);
-        let (mut a, mut ar) = connect(server.addr);
+        let server = start(args);
+        let (mut a, mut ar) = connect(addr(&server));
         assert!(line(&mut ar).starts_with("* welcome "));
-        let (b, mut br) = connect(server.addr);
+        let (b, mut br) = connect(addr(&server));
         assert!(line(&mut br).starts_with("* welcome "));
         a.write_all(b"hello over there\n").unwrap();
         let want = format!("{}: hello over there\n", a.local_addr().unwrap());
         assert_eq!(line(&mut br), want, "{args:?}");
         drop((a, b, ar, br));
-        let (ok, log) = server.terminate();
+        let (ok, log) = terminate(server);
         assert!(ok, "{args:?}: server did not exit 0 on SIGTERM:\n{log}");
         assert!(
             log.contains("stopped:"),
@@ -192,11 +155,11 @@ fn client_batch_from_a_file_gets_every_reply() {
 
 #[test]
 fn client_batch_through_the_chat_server() {
-    let server = Server::start(&["server", "--addr", "127.0.0.1:0"]);
-    let (_l, mut lr) = connect(server.addr);
+    let server = start(&["server", "--addr", "127.0.0.1:0"]);
+    let (_l, mut lr) = connect(addr(&server));
     assert!(line(&mut lr).starts_with("* welcome "));
     let input: String = (0..500).map(|i| format!("from a file {i}\n")).collect();
-    let out = client_batch(server.addr, input.as_bytes(), "chat");
+    let out = client_batch(addr(&server), input.as_bytes(), "chat");
     // The client saw only its welcome (nobody else spoke), and the server
     // closed it after its EOF.
     assert!(out.starts_with("* welcome "), "{out:?}");
@@ -210,7 +173,7 @@ fn client_batch_through_the_chat_server() {
     for i in 0..500 {
         assert_eq!(line(&mut lr), format!("{prefix}: from a file {i}\n"));
     }
-    let (ok, _) = server.terminate();
+    let (ok, _) = terminate(server);
     assert!(ok);
 }
 
@@ -220,9 +183,9 @@ fn echo_mode_returns_each_clients_bytes_to_it() {
         &["server", "--echo", "--addr", "127.0.0.1:0"][..],
         &["server", "--echo", "--poll", "--addr", "127.0.0.1:0"][..],
     ] {
-        let server = Server::start(args);
-        let (mut a, _) = connect(server.addr);
-        let (mut b, _) = connect(server.addr);
+        let server = start(args);
+        let (mut a, _) = connect(addr(&server));
+        let (mut b, _) = connect(addr(&server));
         // Bytes without a newline, larger than one read: echo is unframed.
         let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         a.write_all(&big).unwrap();
@@ -233,7 +196,7 @@ fn echo_mode_returns_each_clients_bytes_to_it() {
         let mut mine = [0u8; 9];
         b.read_exact(&mut mine).unwrap();
         assert_eq!(&mine, b"only mine", "{args:?}");
-        let (ok, log) = server.terminate();
+        let (ok, log) = terminate(server);
         assert!(ok, "{args:?}: server did not exit 0 on SIGTERM:\n{log}");
     }
 }
