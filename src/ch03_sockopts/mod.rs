@@ -70,6 +70,10 @@ pub fn run(args: &Args) -> Result<()> {
     }
     match args.command.as_deref() {
         None => {
+            crate::say!(
+                "",
+                "Chapter 3: socket options, getsockopt and setsockopt. (`cargo run --bin ch03_sockopts -- --help` for more)"
+            );
             table()?;
             for (_, demo, _) in demos::DEMOS {
                 demo()?;

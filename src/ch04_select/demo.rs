@@ -32,7 +32,10 @@ const PATIENCE: Duration = Duration::from_secs(1);
 
 /// Run the whole demo.
 pub fn run() -> Result<()> {
-    note("one thread, many sockets: select(2) and poll(2) on loopback");
+    crate::say!(
+        "",
+        "Chapter 4: one thread, many sockets: select(2) and poll(2). (`cargo run --bin ch04_select -- --help` for more)"
+    );
     heading("select(2): fd sets, nfds, and a timeout that Linux rewrites");
     let (listener, addr) = net::tcp_listen("demo", &any_port()?, 16)?;
     select_timeout(&listener)?;

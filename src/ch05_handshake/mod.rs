@@ -93,6 +93,12 @@ pub fn run(args: &Args, access: &Access, stop: Option<&crate::kit::stop::Stop>) 
     let syncnt = num(args, "--syncnt", 1, 1..=10)? as i32;
     let timeout = Duration::from_millis(num(args, "--timeout", 500, 1..=60_000)? as u64);
     let command = args.command.as_deref();
+    if command.is_none() {
+        crate::say!(
+            "",
+            "Chapter 5: the TCP handshake, the backlog and the half-open queue. (`cargo run --bin ch05_handshake -- --help` for more)"
+        );
+    }
     if command != Some("server") {
         note(access.describe());
     }

@@ -78,6 +78,12 @@ pub fn run(args: &Args, access: &Access, stop: Option<&crate::kit::stop::Stop>) 
     let lines = num(args, "--lines", 2_000, 1..=1_000_000)? as usize;
     let linger2 = num(args, "--linger2", 2, 1..=30)? as i32;
     let command = args.command.as_deref();
+    if command.is_none() {
+        crate::say!(
+            "",
+            "Chapter 6: the close: FIN, half-close, TIME_WAIT and RST. (`cargo run --bin ch06_close -- --help` for more)"
+        );
+    }
     if !matches!(command, Some("server" | "client")) {
         note(access.describe());
     }
