@@ -204,6 +204,50 @@ graded! {
 }
 
 graded! {
+    /// `drain` on its own: one connection whose thread needs a moment to
+    /// leave after its peer goes. At the deadline drain cuts it (the peer
+    /// reads EOF) and returns only once it has left, reporting 1 open, 1 cut.
+    points = 1;
+    fn drain_returns_once_the_cut_connection_has_left() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.set_read_timeout(Some(support::DEADLINE)).unwrap();
+        let (conn, _) = listener.accept().unwrap();
+        let fd = Arc::new(std::os::fd::OwnedFd::from(conn));
+        let live = Live::new();
+        let ticket = live.enter(&fd);
+        let server_side = Arc::clone(&fd);
+        let left = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let left_flag = Arc::clone(&left);
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            // Blocks until the cut (EOF), then takes a while to clean up.
+            while let Ok(n) = nix::unistd::read(&*server_side, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            left_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(ticket);
+        });
+        let grace = Duration::from_millis(200);
+        let began = Instant::now();
+        let drained = ch07::drain(&live, grace).unwrap();
+        let took = began.elapsed();
+        assert!(took >= grace, "drain returned after {took:?}, before the {grace:?} deadline");
+        assert!(
+            left.load(std::sync::atomic::Ordering::SeqCst) && live.conns() == 0,
+            "drain returned while the cut connection was still live ({} live)",
+            live.conns()
+        );
+        assert_eq!(drained, ch07::Drained { open: 1, cut: 1 });
+        assert_eq!(read_to_eof(&mut client), b"", "the cut peer reads EOF");
+        thread.join().unwrap();
+    }
+}
+
+graded! {
     /// Fork per connection: one child per client while they are connected
     /// (seen in /proc). Three clients leave while the server is stopped
     /// (SIGSTOP), so their three SIGCHLDs arrive as one: all three must be
