@@ -297,7 +297,7 @@ graded! {
         assert_eq!(status.code(), Some(0), "exit 0 after SIGTERM; printed {lines:?}");
         let killed = format!("reaped pid={} code={}", straggler[0].pid, 128 + libc::SIGTERM);
         assert!(
-            lines.iter().any(|l| *l == killed),
+            lines.contains(&killed),
             "the straggler killed at the deadline is reaped as {killed:?}; printed {lines:?}"
         );
         assert!(lines.iter().any(|l| l.starts_with("stopped:")), "{lines:?}");
