@@ -204,14 +204,62 @@ graded! {
 }
 
 graded! {
+    /// `drain` on its own: one connection whose thread needs a moment to
+    /// leave after its peer goes. At the deadline drain cuts it (the peer
+    /// reads EOF) and returns only once it has left, reporting 1 open, 1 cut.
+    points = 1;
+    fn drain_returns_once_the_cut_connection_has_left() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.set_read_timeout(Some(support::DEADLINE)).unwrap();
+        let (conn, _) = listener.accept().unwrap();
+        let fd = Arc::new(std::os::fd::OwnedFd::from(conn));
+        let live = Live::new();
+        let ticket = live.enter(&fd);
+        let server_side = Arc::clone(&fd);
+        let left = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let left_flag = Arc::clone(&left);
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            // Blocks until the cut (EOF), then takes a while to clean up.
+            while let Ok(n) = nix::unistd::read(&*server_side, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            left_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(ticket);
+        });
+        let grace = Duration::from_millis(200);
+        let began = Instant::now();
+        let drained = ch07::drain(&live, grace).unwrap();
+        let took = began.elapsed();
+        assert!(took >= grace, "drain returned after {took:?}, before the {grace:?} deadline");
+        assert!(
+            left.load(std::sync::atomic::Ordering::SeqCst) && live.conns() == 0,
+            "drain returned while the cut connection was still live ({} live)",
+            live.conns()
+        );
+        assert_eq!(drained, ch07::Drained { open: 1, cut: 1 });
+        assert_eq!(read_to_eof(&mut client), b"", "the cut peer reads EOF");
+        thread.join().unwrap();
+    }
+}
+
+graded! {
     /// Fork per connection: one child per client while they are connected
-    /// (seen in /proc), each reaped when its client leaves (no zombie, no
-    /// child left), and SIGTERM ends the server with exit status 0.
+    /// (seen in /proc). Three clients leave while the server is stopped
+    /// (SIGSTOP), so their three SIGCHLDs arrive as one: all three must be
+    /// reaped anyway, without waiting for the fourth child, which is still
+    /// serving, and the server must go on accepting. At SIGTERM the
+    /// straggler is killed at the deadline and reaped with code 128 + SIGTERM;
+    /// the server exits 0.
     points = 3;
     fn fork_server_reaps_every_child() {
         let mut srv = ServerProcess::start(
             BIN,
-            &["server", "--design", "fork", "--addr", "127.0.0.1:0", "--log", "--grace-ms", "2000"],
+            &["server", "--design", "fork", "--addr", "127.0.0.1:0", "--log", "--grace-ms", "300"],
             support::DEADLINE,
         );
         let mut clients: Vec<TcpStream> = (0..4).map(|_| std_client(&srv.addr)).collect();
@@ -221,16 +269,39 @@ graded! {
         let children = proc::children(srv.pid);
         assert_eq!(children.len(), 4, "one child per connection: {children:?}");
         assert!(children.iter().all(|c| c.state != 'Z'), "no zombie yet: {children:?}");
+        let mut held = clients.remove(0);
+        // Stop the server, let three children exit: one SIGCHLD stays
+        // pending for all three (signals of one kind do not queue).
+        srv.signal(libc::SIGSTOP);
         drop(clients);
-        for _ in 0..4 {
+        let three_zombies = eventually(Duration::from_secs(3), || proc::zombies(srv.pid) == 3);
+        srv.signal(libc::SIGCONT);
+        assert!(three_zombies, "three children exited: {:?}", proc::children(srv.pid));
+        for _ in 0..3 {
             srv.wait_line(Duration::from_secs(3), |l| l.starts_with("reaped pid="));
         }
         let left = proc::children(srv.pid);
-        assert!(left.is_empty(), "every child reaped, none left as a zombie: {left:?}");
+        assert_eq!(left.len(), 1, "three reaped, the held one still serving: {left:?}");
+        assert!(left.iter().all(|c| c.state != 'Z'), "no zombie left: {left:?}");
+        // Reaping did not wait for the held child: the server still serves
+        // it, and still accepts.
+        echo(&mut held, b"still served\n");
+        let mut late = std_client(&srv.addr);
+        echo(&mut late, b"a new client is accepted\n");
+        drop(late);
+        srv.wait_line(Duration::from_secs(3), |l| l.starts_with("reaped pid="));
+        let straggler = proc::children(srv.pid);
+        assert_eq!(straggler.len(), 1, "only the held child is left: {straggler:?}");
         srv.signal(libc::SIGTERM);
-        let (status, lines) = srv.wait_exit(Duration::from_secs(3));
+        let (status, lines) = srv.wait_exit(Duration::from_secs(4));
         assert_eq!(status.code(), Some(0), "exit 0 after SIGTERM; printed {lines:?}");
+        let killed = format!("reaped pid={} code={}", straggler[0].pid, 128 + libc::SIGTERM);
+        assert!(
+            lines.contains(&killed),
+            "the straggler killed at the deadline is reaped as {killed:?}; printed {lines:?}"
+        );
         assert!(lines.iter().any(|l| l.starts_with("stopped:")), "{lines:?}");
+        drop(held);
     }
 }
 
@@ -258,7 +329,9 @@ fn thousand_clients(design: &str) {
     let mut load = ch07::load::LoadConfig::new(srv.addr);
     load.conns = 1000;
     load.size = 64;
-    load.duration = Duration::from_millis(300);
+    // Long enough that a loaded machine serves someone: a fork of 1,000
+    // children or 1,000 new threads may hold both CPUs for a while.
+    load.duration = Duration::from_secs(1);
     load.connect_timeout = Duration::from_secs(3);
     let result = ch07::load::run(&load).unwrap();
     assert!(
@@ -273,10 +346,11 @@ fn thousand_clients(design: &str) {
     });
     assert!(
         settled,
-        "{design}: after the clients left: fds {} (before {fds_before}), threads {} (before {threads_before}), children {:?}",
+        "{design}: after the clients left: fds {} (before {fds_before}), threads {} (before {threads_before}), children {} ({} zombies)",
         proc::fds(srv.pid).unwrap_or(0),
         proc::threads(srv.pid).unwrap_or(0),
-        proc::children(srv.pid)
+        proc::children(srv.pid).len(),
+        proc::zombies(srv.pid)
     );
     // Still alive and serving.
     let mut one = std_client(&srv.addr);

@@ -217,6 +217,9 @@ struct Row {
     /// The load generator's own CPU use, a share of one CPU: near 1.0, the
     /// generator and not the server is the limit.
     gen_cpu: f64,
+    /// The part of `gen_cpu` spent in user space (the rest is the kernel's
+    /// work for the generator's reads, writes and epoll_waits).
+    gen_user: f64,
     note: String,
 }
 
@@ -252,6 +255,15 @@ fn settle(pid: i32) {
     }
 }
 
+/// This process's user-space CPU time so far (`utime`, field 14 of
+/// `/proc/self/stat`), in clock ticks.
+fn user_ticks() -> u64 {
+    proc::stat_fields(0)
+        .ok()
+        .and_then(|f| f.get(11).and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
+}
+
 fn measure(design: &Design, scenario: &str, cfg: &LoadConfig, server_cpu: Option<usize>) -> Row {
     let mut row = Row {
         scenario: scenario.to_string(),
@@ -262,6 +274,7 @@ fn measure(design: &Design, scenario: &str, cfg: &LoadConfig, server_cpu: Option
         cpu_secs: 0.0,
         switches_per_rt: None,
         gen_cpu: 0.0,
+        gen_user: 0.0,
         note: String::new(),
     };
     let program = design.program.to_string_lossy().to_string();
@@ -282,6 +295,7 @@ fn measure(design: &Design, scenario: &str, cfg: &LoadConfig, server_cpu: Option
     let hz = proc::ticks_per_second() as f64;
     let before = proc::cpu_ticks(server.pid).unwrap_or((0, 0));
     let gen_before = proc::cpu_ticks(0).unwrap_or((0, 0));
+    let user_before = user_ticks();
     let switches = |pid: i32| -> u64 {
         proc::context_switches(pid)
             + proc::children(pid)
@@ -299,8 +313,9 @@ fn measure(design: &Design, scenario: &str, cfg: &LoadConfig, server_cpu: Option
         elapsed = started.elapsed();
     });
     let gen_after = proc::cpu_ticks(0).unwrap_or(gen_before);
-    row.gen_cpu =
-        (gen_after.0.saturating_sub(gen_before.0)) as f64 / hz / elapsed.as_secs_f64().max(1e-9);
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    row.gen_cpu = (gen_after.0.saturating_sub(gen_before.0)) as f64 / hz / secs;
+    row.gen_user = user_ticks().saturating_sub(user_before) as f64 / hz / secs;
     settle(server.pid);
     let after = proc::cpu_ticks(server.pid).unwrap_or(before);
     row.cpu_secs = ((after.0 + after.1).saturating_sub(before.0 + before.1)) as f64 / hz;
@@ -372,7 +387,7 @@ fn table(rows: &[Row]) -> String {
                     .map_or("-".to_string(), |c| format!("{c:.2}"));
                 let _ = writeln!(
                     out,
-                    "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.0}% | {} |",
+                    "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.0}% ({:.0}% user) | {} |",
                     row.design,
                     r.rate(),
                     ratio,
@@ -384,6 +399,7 @@ fn table(rows: &[Row]) -> String {
                     r.errors(),
                     r.starved,
                     row.gen_cpu * 100.0,
+                    row.gen_user * 100.0,
                     row.note
                 );
             }
@@ -394,7 +410,7 @@ fn table(rows: &[Row]) -> String {
 
 fn csv(rows: &[Row], secs: u64, size: usize) -> String {
     let mut out = String::from(
-        "scenario,design,conns,idle,size,secs,round_trips,rate_per_s,ratio_to_tokio,p50_us,p99_us,server_cpu_s,cpu_s_per_100k,switches_per_rt,gen_cpu,connect_failed,broken,starved,note\n",
+        "scenario,design,conns,idle,size,secs,round_trips,rate_per_s,ratio_to_tokio,p50_us,p99_us,server_cpu_s,cpu_s_per_100k,switches_per_rt,gen_cpu,gen_user,connect_failed,broken,starved,note\n",
     );
     for scenario in unique(rows.iter().map(|r| r.scenario.as_str())) {
         let group: Vec<&Row> = rows.iter().filter(|r| r.scenario == scenario).collect();
@@ -410,14 +426,14 @@ fn csv(rows: &[Row], secs: u64, size: usize) -> String {
                 None => {
                     let _ = writeln!(
                         out,
-                        "{},{},{},{},{size},{secs},,,,,,,,,,,,,{note}",
+                        "{},{},{},{},{size},{secs},,,,,,,,,,,,,,{note}",
                         row.scenario, row.design, row.conns, row.idle
                     );
                 }
                 Some(r) => {
                     let _ = writeln!(
                         out,
-                        "{},{},{},{},{size},{secs},{},{:.1},{},{},{},{:.3},{},{},{:.3},{},{},{},{note}",
+                        "{},{},{},{},{size},{secs},{},{:.1},{},{},{},{:.3},{},{},{:.3},{:.3},{},{},{},{note}",
                         row.scenario,
                         row.design,
                         row.conns,
@@ -435,6 +451,7 @@ fn csv(rows: &[Row], secs: u64, size: usize) -> String {
                         row.switches_per_rt
                             .map_or(String::new(), |s| format!("{s:.3}")),
                         row.gen_cpu,
+                        row.gen_user,
                         r.connect_failed,
                         r.broken,
                         r.starved

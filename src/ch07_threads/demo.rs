@@ -147,6 +147,12 @@ fn thread_cost() -> Result<()> {
     if !bg.live.wait_until(WAIT, |_, threads| threads == n) {
         return Err(Error::msg("the connection threads did not all start"));
     }
+    // `Live` counts a thread just before `spawn` creates it: give the last
+    // `clone` a moment to show up in /proc/self/task.
+    let deadline = Instant::now() + WAIT;
+    while proc::threads(0)? < threads0 + n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let (threads1, size1, rss1) = (
         proc::threads(0)?,
         proc::status_kb(0, "VmSize").unwrap_or(0),
@@ -155,10 +161,16 @@ fn thread_cost() -> Result<()> {
     note(format_args!(
         "{n} idle clients: /proc/self/status Threads {threads0} -> {threads1}, VmSize {size0} -> {size1} kB, VmRSS {rss0} -> {rss1} kB"
     ));
+    let grown = size1.saturating_sub(size0);
+    let stacks = n as u64 * (super::thread::STACK as u64 / 1024 + 4);
     note(format_args!(
-        "per thread: {} kB of address space reserved (its {} kB stack, a guard page, glibc's malloc arenas), only {} kB touched",
-        size1.saturating_sub(size0) / n as u64,
+        "address space: {stacks} kB is {n} stacks of {} kB plus 4 kB guard pages; the other {} kB ({:.1} x 64 MiB) is glibc's malloc arenas, made per thread up to a cap (8 per CPU), so that part stops growing",
         super::thread::STACK / 1024,
+        grown.saturating_sub(stacks),
+        grown.saturating_sub(stacks) as f64 / 65536.0
+    ));
+    note(format_args!(
+        "memory actually touched: {} kB per thread",
         rss1.saturating_sub(rss0) / n as u64
     ));
     drop(clients);

@@ -1,12 +1,13 @@
 //! tokio-echo: the benchmark's peer. The echo server most Rust programmers
 //! would reach for: `#[tokio::main]` (the multi-threaded runtime; pinned to
 //! one CPU by the benchmark, it runs one worker), a task per connection,
-//! `read` then `write_all`. It follows the workbook's server convention:
+//! `read` then `write_all`, listening with the workbook servers' backlog
+//! (4096) so a crowd of connects is not cut short by a smaller queue. It follows the workbook's server convention:
 //! `--addr A` (default 127.0.0.1:7008), `listening on IP:PORT` first, a
 //! clean exit on Ctrl-C or SIGTERM.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::TcpSocket;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
@@ -26,7 +27,19 @@ async fn main() -> std::io::Result<()> {
             }
         }
     }
-    let listener = TcpListener::bind(&addr).await?;
+    // The same backlog as the workbook's servers (BACKLOG = 4096 in
+    // src/ch07_threads/server.rs); `TcpListener::bind` would ask for 128.
+    let addr: std::net::SocketAddr = addr.parse().map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}"))
+    })?;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(4096)?;
     println!("listening on {}", listener.local_addr()?);
     let mut term = signal(SignalKind::terminate())?;
     loop {
