@@ -78,7 +78,11 @@ fn quiet_connect(addr: &SockaddrStorage) -> Result<OwnedFd> {
 
 /// Run every part of the demo.
 pub fn run() -> Result<()> {
-    note("Chapter 7: one server, many clients at once. Every part runs on 127.0.0.1.");
+    crate::say!(
+        "",
+        "Chapter 7: one server, many clients at once. (`cargo run --bin ch07_threads -- --help` for more)"
+    );
+    note("every part runs on 127.0.0.1");
     thread_per_connection()?;
     thread_cost()?;
     thundering_herd()?;
