@@ -32,7 +32,7 @@ impl ServerProcess {
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         // SAFETY: prctl is async-signal-safe; it only sets a flag of the new
         // process: SIGKILL it when the thread that spawned it dies.
         unsafe {
@@ -44,6 +44,16 @@ impl ServerProcess {
             });
         }
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {path}: {e}"));
+        // The server's stderr goes to the test's own stderr, line by line:
+        // libtest captures it, so a failing test shows why the server died
+        // (in the student edition: its `not yet implemented` panic).
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("{line}");
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
