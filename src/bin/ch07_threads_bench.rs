@@ -63,15 +63,6 @@ fn main() {
     });
 }
 
-fn number(args: &Args, name: &str, default: u64) -> Result<u64> {
-    match args.value(name) {
-        None => Ok(default),
-        Some(t) => t
-            .parse()
-            .map_err(|_| Error::msg(format!("{name} needs a whole number, not {t:?}"))),
-    }
-}
-
 /// Print one result line.
 fn describe(r: &LoadResult) -> String {
     format!(
@@ -122,10 +113,10 @@ fn load_only(args: &Args) -> Result<()> {
     )?;
     server::raise_fd_limit()?;
     let mut cfg = LoadConfig::new(at);
-    cfg.conns = number(args, "--conns", 64)? as usize;
-    cfg.size = number(args, "--size", 512)? as usize;
-    cfg.duration = Duration::from_secs(number(args, "--secs", 3)?);
-    cfg.idle = number(args, "--idle", 0)? as usize;
+    cfg.conns = args.count("--conns", 64)? as usize;
+    cfg.size = args.count("--size", 512)? as usize;
+    cfg.duration = Duration::from_secs(args.count("--secs", 3)?);
+    cfg.idle = args.count("--idle", 0)? as usize;
     println!("{}", describe(&load::run(&cfg)?));
     Ok(())
 }
@@ -517,11 +508,11 @@ fn machine() -> String {
 }
 
 fn run(args: &Args) -> Result<()> {
-    let secs = number(args, "--secs", 3)?;
-    let size = number(args, "--size", 512)? as usize;
-    let busy = number(args, "--conns", 64)? as usize;
-    let wide = number(args, "--wide", 1000)? as usize;
-    let idle = number(args, "--idle", 5000)? as usize;
+    let secs = args.count("--secs", 3)?;
+    let size = args.count("--size", 512)? as usize;
+    let busy = args.count("--conns", 64)? as usize;
+    let wide = args.count("--wide", 1000)? as usize;
+    let idle = args.count("--idle", 5000)? as usize;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let bin_dir = args
         .value("--bin-dir")

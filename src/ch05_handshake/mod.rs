@@ -60,20 +60,6 @@ const DEMO_DEFER: i32 = 3;
 /// Options that take a value.
 pub const VALUE_OPTIONS: &[&str] = &["--backlog", "--defer", "--syncnt", "--timeout", "--addr"];
 
-fn num(args: &Args, name: &str, default: i64, range: std::ops::RangeInclusive<i64>) -> Result<i64> {
-    let Some(text) = args.value(name) else {
-        return Ok(default);
-    };
-    match text.parse::<i64>() {
-        Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(Error::msg(format!(
-            "{name} {text}: want a number in {}..={}",
-            range.start(),
-            range.end()
-        ))),
-    }
-}
-
 /// Run the binary: the demo, or one part of it. `access` comes from
 /// [`capture::prepare`], called in `main` before any thread started.
 pub fn run(args: &Args, access: &Access, stop: Option<&crate::kit::stop::Stop>) -> Result<()> {
@@ -88,10 +74,10 @@ pub fn run(args: &Args, access: &Access, stop: Option<&crate::kit::stop::Stop>) 
     if let Some(bad) = args.unknown_options(&known).first() {
         usage_error(USAGE, &format!("unknown option {bad}"));
     }
-    let backlog = num(args, "--backlog", 4, 0..=64)? as i32;
-    let defer = num(args, "--defer", 7, 3..=60)? as i32;
-    let syncnt = num(args, "--syncnt", 1, 1..=10)? as i32;
-    let timeout = Duration::from_millis(num(args, "--timeout", 500, 1..=60_000)? as u64);
+    let backlog = args.number("--backlog", 4, 0..=64)? as i32;
+    let defer = args.number("--defer", 7, 3..=60)? as i32;
+    let syncnt = args.number("--syncnt", 1, 1..=10)? as i32;
+    let timeout = Duration::from_millis(args.number("--timeout", 500, 1..=60_000)? as u64);
     let command = args.command.as_deref();
     if command.is_none() {
         crate::say!(
@@ -121,7 +107,7 @@ pub fn run(args: &Args, access: &Access, stop: Option<&crate::kit::stop::Stop>) 
         Some("server") => {
             let stop = stop.ok_or_else(|| Error::msg("server needs the Ctrl-C handler"))?;
             let bind = args.addr_or("127.0.0.1:5005")?;
-            let backlog = num(args, "--backlog", 2, 0..=4096)? as i32;
+            let backlog = args.number("--backlog", 2, 0..=4096)? as i32;
             let defer = args.value("--defer").map(|_| defer);
             backlog::serve(stop, &bind, backlog, defer)
         }

@@ -53,20 +53,6 @@ states only.
 /// Options that take a value.
 pub const VALUE_OPTIONS: &[&str] = &["--addr", "--lines", "--linger2"];
 
-fn num(args: &Args, name: &str, default: i64, range: std::ops::RangeInclusive<i64>) -> Result<i64> {
-    let Some(text) = args.value(name) else {
-        return Ok(default);
-    };
-    match text.parse::<i64>() {
-        Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(Error::msg(format!(
-            "{name} {text}: want a number in {}..={}",
-            range.start(),
-            range.end()
-        ))),
-    }
-}
-
 /// Run the binary: the demo, or one part of it. `access` comes from
 /// [`crate::ch05_handshake::capture::prepare`], called in `main` before any
 /// thread started.
@@ -75,8 +61,8 @@ pub fn run(args: &Args, access: &Access, stop: Option<&crate::kit::stop::Stop>) 
     if let Some(bad) = args.unknown_options(&known).first() {
         usage_error(USAGE, &format!("unknown option {bad}"));
     }
-    let lines = num(args, "--lines", 2_000, 1..=1_000_000)? as usize;
-    let linger2 = num(args, "--linger2", 2, 1..=30)? as i32;
+    let lines = args.number("--lines", 2_000, 1..=1_000_000)? as usize;
+    let linger2 = args.number("--linger2", 2, 1..=30)? as i32;
     let command = args.command.as_deref();
     if command.is_none() {
         crate::say!(

@@ -81,16 +81,6 @@ pub fn raise_fd_limit() -> Result<(u64, u64)> {
     Ok((soft, hard.max(soft)))
 }
 
-/// Read an option holding a number, or `default`.
-fn number(args: &Args, name: &str, default: u64) -> Result<u64> {
-    match args.value(name) {
-        None => Ok(default),
-        Some(text) => text
-            .parse()
-            .map_err(|_| Error::msg(format!("{name} needs a whole number, not {text:?}"))),
-    }
-}
-
 /// `server [--design D] [--addr A] [--max N] [--workers N] [--grace-ms N]
 /// [--log] [--no-reap]`: print `listening on IP:PORT`, serve echo until
 /// SIGINT or SIGTERM, drain, print what was done, return.
@@ -99,13 +89,9 @@ pub fn run(args: &Args, stop: &Stop) -> Result<()> {
     let addr = args.addr_or(DEFAULT_ADDR)?;
     let defaults = Limits::default();
     let limits = Limits {
-        max_conns: number(args, "--max", defaults.max_conns as u64)? as usize,
-        workers: number(args, "--workers", defaults.workers as u64)? as usize,
-        grace: Duration::from_millis(number(
-            args,
-            "--grace-ms",
-            defaults.grace.as_millis() as u64,
-        )?),
+        max_conns: args.count("--max", defaults.max_conns as u64)? as usize,
+        workers: args.count("--workers", defaults.workers as u64)? as usize,
+        grace: Duration::from_millis(args.count("--grace-ms", defaults.grace.as_millis() as u64)?),
     };
     set_events(args.flag("--log"));
     set_quiet(true);

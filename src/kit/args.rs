@@ -10,6 +10,8 @@
 //! assert!(args.flag("-v"));
 //! ```
 
+use std::ops::RangeInclusive;
+
 use nix::sys::socket::SockaddrStorage;
 
 use super::addr;
@@ -89,6 +91,28 @@ impl Args {
         self.options.iter().any(|(n, _)| n == name)
     }
 
+    /// The number given with option `name` (`--backlog 4`), or `default`
+    /// when it is absent; an error unless it is a whole number in `range`.
+    pub fn number(&self, name: &str, default: i64, range: RangeInclusive<i64>) -> Result<i64> {
+        let Some(text) = self.value(name) else {
+            return Ok(default);
+        };
+        match text.parse::<i64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(Error::msg(format!(
+                "{name} {text}: want a whole number in {}..={}",
+                range.start(),
+                range.end()
+            ))),
+        }
+    }
+
+    /// A count given with option `name` (`--workers 8`), or `default`.
+    pub fn count(&self, name: &str, default: u64) -> Result<u64> {
+        self.number(name, default as i64, 0..=i64::MAX)
+            .map(|n| n as u64)
+    }
+
     /// `--addr`, parsed, or `default` when it is absent.
     pub fn addr_or(&self, default: &str) -> Result<SockaddrStorage> {
         addr::parse(self.value("--addr").unwrap_or(default))
@@ -108,4 +132,22 @@ impl Args {
 pub fn usage_error(usage: &str, problem: &str) -> ! {
     eprintln!("error: {problem}\n\n{usage}");
     std::process::exit(2);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_in_range_or_a_clear_error() -> Result<()> {
+        let args = Args::parse_from(
+            ["demo", "--backlog", "4", "--bad", "x"],
+            &["--backlog", "--bad"],
+        )?;
+        assert_eq!(args.number("--backlog", 1, 0..=64)?, 4);
+        assert_eq!(args.number("--absent", 7, 0..=64)?, 7);
+        assert!(args.number("--backlog", 1, 5..=64).is_err());
+        assert!(args.count("--bad", 1).is_err());
+        Ok(())
+    }
 }
