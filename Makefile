@@ -9,6 +9,7 @@ help:
 	@echo "make tour      every chapter's demo, one after another"
 	@echo "make test      lint, every test, and the grader's self-check"
 	@echo "make grade     run the graded tests: score table + target/grade/results.json"
+	@echo "               (CHAPTERS='ch03 ch04' for only those chapters)"
 	@echo "make student   write the student edition to target/student/"
 	@echo "make hang      write the hang edition to target/hang/ (for the self-check)"
 	@echo "make selfcheck reference full marks; student and hang editions score 0"
@@ -30,8 +31,9 @@ test: lint
 	$(CARGO) test --quiet
 	$(GRADE) selfcheck
 
+# make grade CHAPTERS="ch03 ch04" grades only those chapters.
 grade:
-	$(GRADE)
+	$(GRADE) $(foreach c,$(CHAPTERS),--chapter $(c))
 
 student:
 	$(GRADE) edition student target/student

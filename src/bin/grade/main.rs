@@ -23,9 +23,10 @@ const USAGE: &str = "\
 grade — run the graded tests and score them
 
 usage:
-  grade [--root DIR] [--out FILE] [--threads N]
-        run every graded test in tests/chNN_*.rs, print a table, write a
-        Gradescope results file (default target/grade/results.json)
+  grade [--root DIR] [--out FILE] [--threads N] [--chapter chNN]...
+        run every graded test in tests/chNN_*.rs (or only those of the
+        chapters named), print a table, write a Gradescope results file
+        (default target/grade/results.json)
   grade edition student|hang DIR [--root DIR]
         write the student edition (every solution region becomes todo!())
         or the hang edition (every region becomes an endless sleep) to DIR
@@ -49,6 +50,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
     let mut root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut out: Option<PathBuf> = None;
     let mut threads: usize = run::DEFAULT_THREADS;
+    let mut only = Vec::new();
     let mut words = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -59,6 +61,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             }
             "--root" => root = PathBuf::from(it.next().ok_or("--root needs a directory")?),
             "--out" => out = Some(PathBuf::from(it.next().ok_or("--out needs a file")?)),
+            "--chapter" => only.push(it.next().ok_or("--chapter needs a name like ch03")?.clone()),
             "--threads" => {
                 threads = it
                     .next()
@@ -73,6 +76,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
         [] => {
             let options = run::Options {
                 threads,
+                only,
                 ..run::Options::default()
             };
             let grade = run::grade(&root, &options)?;
