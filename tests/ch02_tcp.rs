@@ -537,6 +537,59 @@ graded! {
     }
 }
 
+/// One number from a `/proc/sys` file of numbers (`tcp_wmem` has three).
+fn sysctl_field(path: &str, index: usize) -> usize {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.split_whitespace().nth(index).unwrap().parse().unwrap()
+}
+
+graded! {
+    /// echo_exchange reads each chunk's echo before sending the next: with
+    /// more data than the buffers on both sides can hold, a client that
+    /// sends everything first deadlocks with the server.
+    points = 1;
+    fn echo_exchange_more_than_the_buffers_hold() {
+        quiet();
+        // What a client that does not read can park in the kernel: its send
+        // buffer (which grows at most to tcp_wmem's maximum) and its receive
+        // buffer (which grows only as its program reads, so it stays near
+        // tcp_rmem's default). Twice both, read on this kernel, is more.
+        let wmem_max = sysctl_field("/proc/sys/net/ipv4/tcp_wmem", 2);
+        let rmem_default = sysctl_field("/proc/sys/net/ipv4/tcp_rmem", 1);
+        let len = 2 * (wmem_max + 4 * rmem_default) + (1 << 20);
+        let data = pattern(len);
+        // The server's own buffers are small (inherited from the listener).
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        socket::setsockopt(&listener, sockopt::SndBuf, &4096).unwrap();
+        socket::setsockopt(&listener, sockopt::RcvBuf, &4096).unwrap();
+        let addr = addr_of(&listener);
+        let server = Background::spawn("small-buffer echo server", move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(DEADLINE)).unwrap();
+            s.set_write_timeout(Some(DEADLINE)).unwrap();
+            s.set_nodelay(true).unwrap();
+            let mut buf = [0u8; 16 * 1024];
+            let mut echoed = 0;
+            // A write that times out means the client stopped reading.
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 || s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                echoed += n;
+            }
+            echoed
+        });
+        let reply = echo_exchange(&addr, &data, Duration::from_secs(8));
+        assert_eq!(
+            reply.end,
+            EchoEnd::Complete,
+            "{len} bytes (more than both sides' buffers hold) must all come back"
+        );
+        assert!(reply.echoed == data, "every byte back, in order");
+        assert_eq!(server.join_within(DEADLINE, "the echo server"), len);
+    }
+}
+
 graded! {
     /// When the server resets mid-stream, echo_exchange returns the error
     /// (naming ECONNRESET or EPIPE) and whatever came back before it.
