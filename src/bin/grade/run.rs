@@ -27,6 +27,9 @@ pub struct Options {
     pub target_dir: Option<PathBuf>,
     /// Print progress lines.
     pub progress: bool,
+    /// Run the chapters' test binaries at the same time (for the hang
+    /// edition, whose tests only wait out their deadlines).
+    pub concurrent: bool,
     /// Grade only the chapters whose test file starts with one of these
     /// (`ch03`, `ch03_sockopts`); all chapters when empty.
     pub only: Vec<String>,
@@ -39,6 +42,7 @@ impl Default for Options {
             target_dir: None,
             progress: true,
             only: Vec::new(),
+            concurrent: false,
         }
     }
 }
@@ -125,24 +129,46 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
     let build_seconds = started.elapsed().as_secs_f64();
 
     let mut outcomes = Vec::new();
-    for tests in &declared {
-        let target = tests[0].target.as_str();
-        if let Some(err) = &build_error {
+    if let Some(err) = &build_error {
+        for tests in &declared {
             outcomes.extend(tests.iter().map(|t| Outcome {
                 test: t.clone(),
                 passed: false,
                 output: format!("the tests did not build: {err}"),
             }));
-            continue;
         }
-        if options.progress {
-            eprintln!("grade: running {target} ({} graded tests)", tests.len());
-        }
-        let limit = binary_limit(tests, options.threads);
-        let mut cmd = cargo(root, options);
-        cmd.args(["test", "--test", target, "--", "--color", "never"])
-            .arg(format!("--test-threads={}", options.threads));
-        let ran = run_bounded(cmd, limit)?;
+        return Ok(Grade {
+            outcomes,
+            seconds: started.elapsed().as_secs_f64(),
+            build_seconds,
+            notes,
+        });
+    }
+    // One test binary per chapter: one after another, or all at once when
+    // the tests mostly wait (the hang edition).
+    let runs: Vec<Result<(Ran, Duration), String>> = if options.concurrent {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = declared
+                .iter()
+                .map(|tests| scope.spawn(|| run_target(root, options, tests)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("grader thread panicked".into()))
+                })
+                .collect()
+        })
+    } else {
+        declared
+            .iter()
+            .map(|tests| run_target(root, options, tests))
+            .collect()
+    };
+    for (tests, ran) in declared.iter().zip(runs) {
+        let target = tests[0].target.as_str();
+        let (ran, limit) = ran?;
         let results = parse_libtest(&ran.stdout);
         for t in tests {
             let outcome = match results.iter().find(|r| r.name == t.name) {
@@ -187,6 +213,23 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
         build_seconds,
         notes,
     })
+}
+
+/// Run one chapter's test binary under `cargo test`, bounded in time.
+fn run_target(
+    root: &Path,
+    options: &Options,
+    tests: &[Declared],
+) -> Result<(Ran, Duration), String> {
+    let target = tests[0].target.as_str();
+    if options.progress {
+        eprintln!("grade: running {target} ({} graded tests)", tests.len());
+    }
+    let limit = binary_limit(tests, options.threads);
+    let mut cmd = cargo(root, options);
+    cmd.args(["test", "--test", target, "--", "--color", "never"])
+        .arg(format!("--test-threads={}", options.threads));
+    Ok((run_bounded(cmd, limit)?, limit))
 }
 
 /// How long one test binary may run: its tests' deadlines, as many rounds as

@@ -68,6 +68,7 @@ pub fn run(root: &Path) -> Result<bool, String> {
             target_dir: Some(editions_target.clone()),
             progress: true,
             only: Vec::new(),
+            concurrent: kind == Kind::Hang,
         };
         let grade = run::grade(&dir, &options)?;
         // The bound is on running the tests, not on compiling them.
