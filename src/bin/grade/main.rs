@@ -7,7 +7,8 @@
 //! grade selfcheck            reference full marks; student and hang editions 0
 //! ```
 //!
-//! It uses only `std` and runs `cargo`, so it works the same in the student
+//! It uses `std` (and `libc::kill` for a stuck process group) and runs
+//! `cargo`, so it works the same in the student
 //! edition, which carries its own copy of this file.
 
 mod edition;
