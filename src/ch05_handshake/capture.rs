@@ -19,6 +19,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{self, MsgFlags, sockopt};
 
 use super::header::{Ipv4Header, TcpHeader, decode_ipv4, decode_tcp};
+pub use crate::kit::netns::{enter_private_netns, interface_up};
 use crate::kit::{Call, Error, Result, wait};
 
 /// Where the demo runs, and whether it can capture packets.
@@ -88,59 +89,6 @@ fn packet_socket() -> Result<OwnedFd> {
     }
     // SAFETY: socket() just returned this fd and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
-/// `unshare(CLONE_NEWUSER | CLONE_NEWNET)`, map our uid and gid to 0 inside,
-/// and bring the new namespace's `lo` up. Single-threaded callers only.
-pub fn enter_private_netns() -> Result<()> {
-    // SAFETY: getuid/getgid cannot fail and touch no memory.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    // SAFETY: unshare takes flags only; the kernel refuses (EINVAL) if the
-    // process has more than one thread, which we report.
-    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } == -1 {
-        return Err(Error::last_os("unshare(CLONE_NEWUSER|CLONE_NEWNET)"));
-    }
-    let write = |file: &str, text: String| {
-        std::fs::write(file, &text).map_err(|e| Error::msg(format!("write {file} {text:?}: {e}")))
-    };
-    // setgroups must be denied before an unprivileged process may write gid_map.
-    write("/proc/self/setgroups", "deny".into())?;
-    write("/proc/self/uid_map", format!("0 {uid} 1"))?;
-    write("/proc/self/gid_map", format!("0 {gid} 1"))?;
-    interface_up("lo")
-}
-
-/// `ioctl(SIOCGIFFLAGS)`, set `IFF_UP`, `ioctl(SIOCSIFFLAGS)`: what
-/// `ip link set lo up` does (it uses netlink; the ioctl is the older way).
-pub fn interface_up(name: &str) -> Result<()> {
-    let fd = socket::socket(
-        socket::AddressFamily::Inet,
-        socket::SockType::Datagram,
-        socket::SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .call("socket(AF_INET, SOCK_DGRAM, 0)")?;
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    if name.len() >= req.ifr_name.len() {
-        return Err(Error::msg(format!("interface name too long: {name}")));
-    }
-    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS reads and writes one ifreq, which we own.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } == -1 {
-        return Err(Error::last_os(format!("ioctl({name}, SIOCGIFFLAGS)")));
-    }
-    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-    // SAFETY: SIOCSIFFLAGS reads one ifreq, which we own.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } == -1 {
-        return Err(Error::last_os(format!(
-            "ioctl({name}, SIOCSIFFLAGS, IFF_UP)"
-        )));
-    }
-    Ok(())
 }
 
 /// One captured TCP segment.

@@ -10,6 +10,7 @@
 //! | [`narrate`] | strace-like narration, [`crate::say!`] |
 //! | [`args`] | subcommands, `--addr`, `--help` |
 //! | [`stop`] | Ctrl-C as a pollable fd, for clean server shutdown |
+//! | [`netns`] | a private user + network namespace: can we, enter it, why not |
 //! | [`tcp`] | `TCP_INFO` (short-length tolerant) and TCP state names |
 
 pub mod addr;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod io;
 pub mod narrate;
 pub mod net;
+pub mod netns;
 pub mod stop;
 pub mod tcp;
 pub mod wait;

@@ -238,3 +238,30 @@ pub fn run_bin(path: &str, args: &[&str], limit: Duration) -> Finished {
 
 /// A server binary run as a child process (chapter 7 and later).
 pub mod server_process;
+
+/// Report the running test as *skipped* because this environment cannot run
+/// it (say why in one line, e.g. [`sockbook::kit::netns::refusal`]), then
+/// return from the test. Under plain `cargo test` the test passes with a
+/// `skipped:` line on stderr; the grader sets `SOCKBOOK_SKIP_FILE`, reads the
+/// line this appends there (`test name<TAB>reason`), and leaves the test out
+/// of the score and the maximum. Never call it where the test could run.
+pub fn skip(reason: &str) {
+    let name = thread::current().name().unwrap_or("?").to_string();
+    eprintln!("skipped: {name}: {reason}");
+    if let Ok(path) = std::env::var("SOCKBOOK_SKIP_FILE") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{name}\t{}", reason.replace(['\n', '\t'], " "));
+        }
+    }
+}
+
+/// The reason a private user + network namespace is refused here, if it is:
+/// `if let Some(why) = support::netns_refused() { return support::skip(why); }`
+pub fn netns_refused() -> Option<&'static str> {
+    sockbook::kit::netns::refusal()
+}
