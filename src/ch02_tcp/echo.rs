@@ -335,7 +335,8 @@ pub fn with_hint(e: Error) -> Error {
     if e.errno() == Some(Errno::EADDRINUSE) {
         Error::msg(format!(
             "{e}\n  another socket holds that port (a running server, or a recent \
-             connection in TIME_WAIT: chapter 3's SO_REUSEADDR); try --addr 127.0.0.1:0"
+             connection in TIME_WAIT: chapter 3's SO_REUSEADDR, which must be set \
+             by the old server as well as the new); try --addr 127.0.0.1:0"
         ))
     } else {
         e
