@@ -70,3 +70,36 @@ fn server_and_client_talk_and_server_stops_on_sigint() {
     let (status, _) = server.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "server exit status {status}");
 }
+
+/// After an RST on an ESTABLISHED connection: the first send returns
+/// ECONNRESET without a signal, the later ones EPIPE with SIGPIPE; and the
+/// reader's own read gets ECONNRESET once, then 0.
+#[test]
+fn send_and_read_after_rst_report_what_the_kernel_does() {
+    let out = support::run_bin(BIN, &["rst-send"], Duration::from_secs(20));
+    assert!(out.status.success(), "rst-send: {}", out.stderr);
+    for needle in [
+        "= -1 ECONNRESET (Connection reset by peer)   (send #1; no signal)",
+        "= -1 EPIPE (Broken pipe)   (send #2; SIGPIPE)",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "no {needle:?} in:\n{}",
+            out.stdout
+        );
+    }
+    let out = support::run_bin(BIN, &["linger"], Duration::from_secs(20));
+    assert!(out.status.success(), "linger: {}", out.stderr);
+    assert!(
+        out.stdout.contains("read(5, 64) = -1 ECONNRESET")
+            || out.stdout.contains("= -1 ECONNRESET"),
+        "the reader's read should print ECONNRESET:\n{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("= 0   (reported once; after that, end of file)"),
+        "the second read should return 0:\n{}",
+        out.stdout
+    );
+}

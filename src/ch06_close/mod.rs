@@ -35,6 +35,8 @@ usage: ch06_close [SUBCOMMAND] [OPTIONS]
                      and SO_REUSEADDR, a FIN_WAIT2 limit (default 2 s)
   linger             SO_LINGER {1, 0}: close sends RST, the peer sees ECONNRESET
   unread             close with unread data sends RST
+  rst-send           send after an RST: ECONNRESET once, no signal; then EPIPE
+                     and SIGPIPE (counted by a handler)
   epipe              write after the peer closed: first write ok, then EPIPE
   sigpipe            the same in a child with SIGPIPE at SIG_DFL; MSG_NOSIGNAL
   server [--addr A]  an upper-case server that answers after your EOF
@@ -90,6 +92,7 @@ pub fn run(args: &Args, access: &Access, stop: Option<&crate::kit::stop::Stop>) 
         Some("linger") => abort::linger(access),
         Some("unread") => abort::unread(access),
         Some("epipe") => abort::epipe(access),
+        Some("rst-send") => abort::send_after_rst(),
         Some("sigpipe") => abort::sigpipe(),
         Some("server") => {
             let stop = stop.ok_or_else(|| Error::msg("server needs the Ctrl-C handler"))?;
