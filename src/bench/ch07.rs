@@ -24,7 +24,7 @@ impl Workload for EchoLoad {
     }
 
     fn run(&self, addr: &SockaddrStorage, duration: Duration) -> Result<Measured> {
-        let mut cfg = LoadConfig::new(addr.clone());
+        let mut cfg = LoadConfig::new(*addr);
         cfg.conns = self.conns;
         cfg.idle = self.idle;
         cfg.size = self.size;

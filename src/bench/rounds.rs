@@ -56,7 +56,7 @@ impl Contender for Program {
             cpu,
             Duration::from_secs(5),
         )?;
-        let (addr, pid) = (server.addr.clone(), server.pid);
+        let (addr, pid) = (server.addr, server.pid);
         Ok(Running {
             addr,
             pid,
