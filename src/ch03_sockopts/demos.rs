@@ -118,11 +118,15 @@ pub fn reuseaddr() -> Result<()> {
     Ok(())
 }
 
+/// One case of [`time_wait_bind_matrix`]: SO_REUSEADDR on the old listener,
+/// on the new socket, and what `bind` returned.
+pub type BindCase = (bool, bool, std::result::Result<(), Errno>);
+
 /// What `bind` to a port held by a TIME_WAIT entry returns, for each
 /// setting of `SO_REUSEADDR` on the old listener and on the new socket:
-/// `(old, new, result)`, the four cases, quietly (no narration). The test
+/// [`BindCase`]s `(old, new, result)`, the four cases, quietly (no narration). The test
 /// `demo_ch03::time_wait_keeps_the_old_listeners_reuse_flag` checks them.
-pub fn time_wait_bind_matrix() -> Result<Vec<(bool, bool, std::result::Result<(), Errno>)>> {
+pub fn time_wait_bind_matrix() -> Result<Vec<BindCase>> {
     let mut out = Vec::new();
     for old_reuse in [false, true] {
         for new_reuse in [false, true] {
