@@ -33,6 +33,9 @@ pub struct Options {
     /// Grade only the chapters whose test file starts with one of these
     /// (`ch03`, `ch03_sockopts`); all chapters when empty.
     pub only: Vec<String>,
+    /// Extra environment for cargo (e.g. a profile override for a copy of
+    /// the tree with its own build directory).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             progress: true,
             only: Vec::new(),
             concurrent: false,
+            env: Vec::new(),
         }
     }
 }
@@ -253,6 +257,9 @@ fn cargo(root: &Path, options: &Options) -> Command {
         .env("CARGO_TERM_COLOR", "never");
     if let Some(dir) = &options.target_dir {
         cmd.env("CARGO_TARGET_DIR", dir);
+    }
+    for (key, value) in &options.env {
+        cmd.env(key, value);
     }
     // The grader may itself run under `cargo run`: don't leak its settings.
     cmd.env_remove("CARGO_MANIFEST_DIR")

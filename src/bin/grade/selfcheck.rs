@@ -69,6 +69,7 @@ pub fn run(root: &Path) -> Result<bool, String> {
             progress: true,
             only: Vec::new(),
             concurrent: kind == Kind::Hang,
+            env: Vec::new(),
         };
         let grade = run::grade(&dir, &options)?;
         // The bound is on running the tests, not on compiling them.
