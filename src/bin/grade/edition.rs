@@ -23,7 +23,16 @@ const STUB_ALLOWANCES: &str = "#![allow(unused_variables, unused_imports, unused
 pub enum Kind {
     Student,
     Hang,
+    /// For the self-check: one build that is the student edition, or the
+    /// hang edition when `SOCKBOOK_STUB=hang` is in the environment of the
+    /// tests (and so of the programs they start). The stub is the student
+    /// edition's `todo!()` behind a check of that variable.
+    Switch,
 }
+
+/// The environment variable that turns a [`Kind::Switch`] edition's stubs
+/// into endless sleeps.
+pub const SWITCH_VAR: &str = "SOCKBOOK_STUB";
 
 impl Kind {
     pub fn parse(word: &str) -> Result<Kind, String> {
@@ -150,11 +159,13 @@ pub fn cut_solutions(text: &str, chapter: &str, kind: Kind) -> Result<(String, u
             return Err(format!("line {}: {BEGIN} without {END}", i + 1));
         }
         regions += 1;
+        let hang = "loop { std::thread::sleep(std::time::Duration::from_secs(3600)); }";
         let stub = match kind {
             Kind::Student => format!("todo!(\"{chapter}: {last_fn}\")"),
-            Kind::Hang => {
-                "loop { std::thread::sleep(std::time::Duration::from_secs(3600)); }".to_string()
-            }
+            Kind::Hang => hang.to_string(),
+            Kind::Switch => format!(
+                "{{ if std::env::var_os(\"{SWITCH_VAR}\").is_some_and(|v| v == \"hang\") {{ {hang} }} todo!(\"{chapter}: {last_fn}\") }}"
+            ),
         };
         out.push_str(indent);
         out.push_str(&stub);
@@ -208,6 +219,16 @@ mod tests {
     fn hang_stub_sleeps() -> Result<(), String> {
         let (text, _) = cut_solutions(SAMPLE, "ch09", Kind::Hang)?;
         assert!(text.contains("loop { std::thread::sleep"));
+        assert!(!text.contains("a + b"));
+        Ok(())
+    }
+
+    #[test]
+    fn switch_stub_is_both() -> Result<(), String> {
+        let (text, _) = cut_solutions(SAMPLE, "ch09", Kind::Switch)?;
+        assert!(text.contains("SOCKBOOK_STUB"));
+        assert!(text.contains("loop { std::thread::sleep"));
+        assert!(text.contains("todo!(\"ch09: add\")"));
         assert!(!text.contains("a + b"));
         Ok(())
     }

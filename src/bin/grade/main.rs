@@ -33,9 +33,10 @@ usage:
   grade edition student|hang DIR [--root DIR]
         write the student edition (every solution region becomes todo!())
         or the hang edition (every region becomes an endless sleep) to DIR
-  grade selfcheck [--root DIR]
+  grade selfcheck [--root DIR] [--chapter chNN]...
         prove the tests: the reference edition gets full marks, the student
-        and hang editions get 0 with every graded test failing
+        and hang editions get 0 with every graded test failing (of the
+        chapters named, or all)
   grade mutants [--root DIR] [--chapter chNN]... [--list] [--one-at-a-time]
         apply each classic wrong solution of tests/mutants/chNN*.mut to a copy
         of the tree (target/mutants/), grade its chapter, and require the
@@ -103,7 +104,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             println!("{kind:?} edition: {} ({n} solution regions replaced)", dir);
             Ok(ExitCode::SUCCESS)
         }
-        ["selfcheck"] => Ok(if selfcheck::run(&root)? {
+        ["selfcheck"] => Ok(if selfcheck::run(&root, &only)? {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

@@ -424,7 +424,7 @@ pub fn run(root: &Path, options: &MutantOptions) -> Result<bool, String> {
     let started = Instant::now();
     let entries: Vec<Entry> = catalogue(root)?
         .into_iter()
-        .filter(|e| options.only.is_empty() || options.only.iter().any(|c| e.chapter == *c))
+        .filter(|e| options.only.is_empty() || options.only.contains(&e.chapter))
         .collect();
     if entries.is_empty() {
         println!(

@@ -83,6 +83,8 @@ pub struct Grade {
     pub build_seconds: f64,
     /// Things the grader noticed that are not test results.
     pub notes: Vec<String>,
+    /// Tests without points, in the graded test binaries, that failed.
+    pub ungraded_failures: Vec<String>,
 }
 
 impl Grade {
@@ -133,6 +135,7 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
     let build_seconds = started.elapsed().as_secs_f64();
 
     let mut outcomes = Vec::new();
+    let mut ungraded_failures = Vec::new();
     if let Some(err) = &build_error {
         for tests in &declared {
             outcomes.extend(tests.iter().map(|t| Outcome {
@@ -146,6 +149,7 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
             seconds: started.elapsed().as_secs_f64(),
             build_seconds,
             notes,
+            ungraded_failures: Vec::new(),
         });
     }
     // One test binary per chapter: one after another, or all at once when
@@ -205,9 +209,13 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
         for r in &results {
             if !tests.iter().any(|t| t.name == r.name) {
                 notes.push(format!(
-                    "{target}::{}: a test without points (not graded)",
-                    r.name
+                    "{target}::{}: a test without points (not graded){}",
+                    r.name,
+                    if r.passed { "" } else { ", FAILED" }
                 ));
+                if !r.passed {
+                    ungraded_failures.push(format!("{target}::{}: {}", r.name, r.message));
+                }
             }
         }
     }
@@ -216,6 +224,7 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
         seconds: started.elapsed().as_secs_f64(),
         build_seconds,
         notes,
+        ungraded_failures,
     })
 }
 
