@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::edition::{BEGIN, END};
+use crate::edition::{self, BEGIN, END};
 use crate::run::{self, Grade, Options};
 
 /// Tests at once in one test binary. A mutant often makes many tests wait
@@ -351,13 +351,14 @@ fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
-/// Make `out` an exact copy of the tree at `root` (no `target/`, no `.git/`,
-/// its own workspace), rewriting only the files that differ so that cargo's
+/// Make `out` a copy of the tree at `root` (no `target/`, no `.git/`, its
+/// own workspace, only the binaries graded tests run), rewriting only the files that differ so that cargo's
 /// incremental build stays valid. Returns how many files were written.
 fn sync_tree(root: &Path, out: &Path) -> Result<usize, String> {
     let mut wanted: BTreeSet<PathBuf> = BTreeSet::new();
     let mut written = 0;
-    sync_dir(root, root, out, &mut wanted, &mut written)?;
+    let keep_bins = edition::graded_bins(root)?;
+    sync_dir(root, root, out, &keep_bins, &mut wanted, &mut written)?;
     remove_stale(out, &wanted)?;
     Ok(written)
 }
@@ -366,6 +367,7 @@ fn sync_dir(
     root: &Path,
     dir: &Path,
     out: &Path,
+    keep_bins: &BTreeSet<String>,
     wanted: &mut BTreeSet<PathBuf>,
     written: &mut usize,
 ) -> Result<(), String> {
@@ -380,17 +382,19 @@ fn sync_dir(
         let dest = out.join(&name);
         let kind = entry.file_type().map_err(|e| e.to_string())?;
         if kind.is_dir() {
-            wanted.insert(dest.clone());
-            sync_dir(root, &path, &dest, wanted, written)?;
-        } else if kind.is_file() {
-            let mut bytes =
-                std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
-            if dir == root && name == "Cargo.toml" {
-                let text = String::from_utf8_lossy(&bytes).into_owned();
-                if !text.lines().any(|l| l.trim() == "[workspace]") {
-                    bytes = format!("{text}\n[workspace]\n").into_bytes();
-                }
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            if edition::for_graded_copy(rel, Vec::new(), keep_bins).is_none() {
+                continue;
             }
+            wanted.insert(dest.clone());
+            sync_dir(root, &path, &dest, keep_bins, wanted, written)?;
+        } else if kind.is_file() {
+            let bytes =
+                std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            let Some(bytes) = edition::for_graded_copy(rel, bytes, keep_bins) else {
+                continue;
+            };
             if std::fs::read(&dest).ok().as_deref() != Some(&bytes[..]) {
                 std::fs::write(&dest, &bytes)
                     .map_err(|e| format!("write {}: {e}", dest.display()))?;

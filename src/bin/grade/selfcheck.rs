@@ -70,6 +70,8 @@ pub fn run(root: &Path, only: &[String]) -> Result<bool, String> {
 
     let dir = root.join("target/stubs");
     let regions = edition::write(root, &dir, Kind::Switch)?;
+    // Only the binaries the graded tests run are built.
+    edition::prune_for_grading(&dir, &edition::graded_bins(root)?)?;
     for hang in [false, true] {
         let name = if hang { "hang" } else { "student" };
         eprintln!(
