@@ -202,7 +202,12 @@ pub fn graded_bins(root: &Path) -> Result<std::collections::BTreeSet<String>, St
         .iter()
         .filter(|f| f.extension().is_some_and(|e| e == "rs"))
     {
-        let text = read(file)?;
+        // Code lines only: a doc comment may name a binary as an example.
+        let text: String = read(file)?
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
         for (at, _) in text.match_indices("CARGO_BIN_EXE_") {
             let name: String = text[at + "CARGO_BIN_EXE_".len()..]
                 .chars()
