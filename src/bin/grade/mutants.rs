@@ -486,10 +486,26 @@ pub fn run(root: &Path, options: &MutantOptions) -> Result<bool, String> {
         // round's build time.
         env: vec![("CARGO_PROFILE_DEV_DEBUG".into(), "0".into())],
     };
-    let reference = run::grade(
-        &tree,
-        &grade_options(chapters.iter().cloned().collect(), false),
-    )?;
+    let all: Vec<String> = chapters.iter().cloned().collect();
+    let mut reference = run::grade(&tree, &grade_options(all.clone(), false))?;
+    if reference
+        .outcomes
+        .iter()
+        .any(|o| o.output.starts_with("the tests did not build"))
+    {
+        // A run stopped in the middle of a build can leave a broken
+        // artifact behind that cargo takes as fresh: rebuild this package.
+        eprintln!("mutants: the copy did not build; cleaning its sockbook artifacts and retrying");
+        let mut clean =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        clean
+            .current_dir(&tree)
+            .args(["clean", "--quiet", "-p", "sockbook"])
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env("CARGO_PROFILE_DEV_DEBUG", "0");
+        let _ = clean.status();
+        reference = run::grade(&tree, &grade_options(all, false))?;
+    }
     let mut ok = true;
     let mut before: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     for ch in &chapters {
