@@ -939,6 +939,7 @@ pub const DEMOS: &[(&str, Demo, &str)] = &[
 /// from the listener, or set by the handshake) and a `TCP_INFO` snapshot,
 /// then closes. Runs until Ctrl-C.
 pub fn server(addr: &SockaddrStorage, stop: &crate::kit::stop::Stop) -> Result<()> {
+    use crate::kit::accept::AcceptError;
     use crate::kit::stop::Woke;
     // Quietly: the first line of output must be `listening on …`.
     use nix::sys::socket::SockaddrLike;
@@ -967,10 +968,14 @@ pub fn server(addr: &SockaddrStorage, stop: &crate::kit::stop::Stop) -> Result<(
         }
         let (conn, peer) = match net::accept("server", &listener) {
             Ok(c) => c,
-            Err(e) => {
-                say!("server", "{e} (carrying on)");
-                continue;
-            }
+            Err(e) => match crate::kit::accept::triage("server", &e) {
+                AcceptError::Again | AcceptError::Dropped => continue,
+                AcceptError::OutOfFds => {
+                    crate::kit::accept::back_off(stop.fd());
+                    continue;
+                }
+                AcceptError::Fatal => return Err(e),
+            },
         };
         if let Err(e) = report_to_peer(&conn).and_then(|()| drain(&conn)) {
             say!("server", "{peer}: {e} (carrying on)");

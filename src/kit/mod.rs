@@ -3,6 +3,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`error`] | [`Error`]: names the failed call and its errno |
+//! | [`accept`] | a failed `accept`: one connection's problem, out of fds, or fatal |
 //! | [`io`] | `readn`, `writen`, `read_line`, [`io::LineReader`] |
 //! | [`wait`] | bounded waits with `poll`: readable, writable, a line |
 //! | [`addr`] | parse `IP:PORT`, read the port back |
@@ -13,6 +14,7 @@
 //! | [`netns`] | a private user + network namespace: can we, enter it, why not |
 //! | [`tcp`] | `TCP_INFO` (short-length tolerant) and TCP state names |
 
+pub mod accept;
 pub mod addr;
 pub mod args;
 pub mod error;
