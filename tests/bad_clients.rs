@@ -12,7 +12,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use support::bad_clients::probe::{self, connect_within, read_exactly};
+use support::bad_clients::probe::{self, connect_within};
 use support::bad_clients::{BadClients, Case, Server};
 
 const CH02: &str = env!("CARGO_BIN_EXE_ch02_tcp");
@@ -81,8 +81,10 @@ fn chat_probe(addr: SocketAddr, within: Duration) -> Result<(), String> {
     let deadline = Instant::now() + within;
     let a = connect_within(addr, within)?;
     let b = connect_within(addr, within)?;
-    for (who, s) in [("a", &a), ("b", &b)] {
-        let welcome = read_line(s, deadline);
+    let mut a_lines = Lines::new(&a)?;
+    let mut b_lines = Lines::new(&b)?;
+    for (who, lines) in [("a", &mut a_lines), ("b", &mut b_lines)] {
+        let welcome = lines.next(deadline);
         if !welcome.starts_with("* welcome ") {
             return Err(format!(
                 "client {who}: expected \"* welcome …\", got {welcome:?}"
@@ -93,32 +95,52 @@ fn chat_probe(addr: SocketAddr, within: Duration) -> Result<(), String> {
     (&a).write_all(line.as_bytes())
         .map_err(|e| format!("send: {e}"))?;
     let want = format!("{}: {line}", a.local_addr().map_err(|e| e.to_string())?);
-    let mut seen = Vec::new();
+    let (mut others, mut last) = (0usize, String::new());
     while Instant::now() < deadline {
-        let got = read_line(&b, deadline);
+        let got = b_lines.next(deadline);
         if got == want {
             return Ok(());
         }
         if got.is_empty() {
             break;
         }
-        seen.push(got);
+        others += 1;
+        last = got;
     }
     Err(format!(
-        "client a sent {line:?}; b expected {want:?}, got {seen:?}"
+        "client a sent {line:?}; b expected {want:?}, got {others} other lines (the last {last:?}) and then nothing"
     ))
 }
 
-fn read_line(s: &std::net::TcpStream, deadline: Instant) -> String {
-    let mut line = Vec::new();
-    while !line.ends_with(b"\n") {
-        let byte = read_exactly(s, 1, deadline);
-        if byte.is_empty() {
-            break;
-        }
-        line.extend_from_slice(&byte);
+/// Lines from a stream, each read by a deadline.
+struct Lines {
+    reader: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl Lines {
+    fn new(s: &std::net::TcpStream) -> Result<Lines, String> {
+        let clone = s.try_clone().map_err(|e| format!("dup: {e}"))?;
+        Ok(Lines {
+            reader: std::io::BufReader::new(clone),
+        })
     }
-    String::from_utf8_lossy(&line).into_owned()
+
+    /// The next line, or what came of it by `deadline` ("" on EOF).
+    fn next(&mut self, deadline: Instant) -> String {
+        use std::io::BufRead;
+        let mut line = Vec::new();
+        while !line.ends_with(b"\n") {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.reader.get_ref().set_read_timeout(Some(left)).is_err() {
+                break;
+            }
+            match self.reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        String::from_utf8_lossy(&line).into_owned()
+    }
 }
 
 #[test]
@@ -184,23 +206,19 @@ const ITERATIVE_CH06: &str = "iterative: one client at a time with a 30 s idle l
 
 #[test]
 fn ch06_upper_case_server() {
-    let server = Server::new("ch06 upper-case server", CH06, &["server"]).probe(|addr, within| {
-        let deadline = Instant::now() + within;
-        let s = connect_within(addr, within)?;
-        (&s).write_all(b"probe\n").map_err(|e| e.to_string())?;
-        let _ = s.shutdown(std::net::Shutdown::Write);
-        let (text, eof) = probe::read_to_eof(&s, deadline);
-        let want = b"PROBE\nbye: 6 bytes\n";
-        if eof && text == want {
-            Ok(())
-        } else {
-            Err(format!(
-                "sent \"probe\\n\" and FIN; expected {:?} then EOF, got {:?} (EOF: {eof})",
-                String::from_utf8_lossy(want),
-                String::from_utf8_lossy(&text)
-            ))
-        }
-    });
+    let server = Server::new("ch06 upper-case server", CH06, &["server"]).probe(probe::exchange(
+        b"probe\n",
+        |text| {
+            let want = "PROBE\nbye: 6 bytes\n";
+            if text == want {
+                Ok(())
+            } else {
+                Err(format!(
+                    "sent \"probe\\n\" and FIN; expected {want:?} then EOF, got {text:?}"
+                ))
+            }
+        },
+    ));
     BadClients::new(server)
         .skip(Case::StalledLine, ITERATIVE_CH06)
         .skip(Case::NeverReads, ITERATIVE_CH06)

@@ -937,7 +937,8 @@ pub const DEMOS: &[(&str, Demo, &str)] = &[
 /// `server [--addr A]`: a real peer to poke with `nc`. For every connection
 /// it writes back, as text, the options of the *accepted* socket (inherited
 /// from the listener, or set by the handshake) and a `TCP_INFO` snapshot,
-/// then closes. Runs until Ctrl-C.
+/// then closes. One client at a time (each for at most about 2.5 s: a 2 s
+/// send timeout and half a second to drain), backlog 16. Runs until Ctrl-C.
 pub fn server(addr: &SockaddrStorage, stop: &crate::kit::stop::Stop) -> Result<()> {
     use crate::kit::accept::AcceptError;
     use crate::kit::stop::Woke;

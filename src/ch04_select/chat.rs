@@ -363,7 +363,7 @@ impl Chat {
                     // us, or another error of that one connection.
                     AcceptError::Dropped => {
                         eprintln!(
-                            "[{}] accept4({lfd}): {}: that connection is dropped; the server goes on",
+                            "[{}] accept4({lfd}) = {}: that connection is dropped; the server goes on",
                             self.who,
                             errno_text(errno)
                         );
@@ -372,7 +372,7 @@ impl Chat {
                     AcceptError::OutOfFds => {
                         self.accepting = false;
                         eprintln!(
-                            "[{}] accept4({lfd}): {}: out of fds; not accepting until a client leaves",
+                            "[{}] accept4({lfd}) = {}: out of fds; not accepting until a client leaves",
                             self.who,
                             errno_text(errno)
                         );
