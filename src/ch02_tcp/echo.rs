@@ -144,10 +144,13 @@ pub fn echo_connection(
 ///    the stats;
 /// 2. accept the connection ([`super::accept_peer`]). `EINTR` (a signal)
 ///    and the errors that belong to the one connection being accepted are
-///    not fatal: go round again. Those are `ECONNABORTED` (a client gave up
-///    while it waited in the queue), `EPROTO` and the network errors
+///    not fatal: go round again. Those are `ECONNABORTED` (a connection lost
+///    before it could be handed over), `EPROTO` and the network errors
 ///    accept(2)'s NOTES list; `crate::kit::accept::per_connection(errno)`
-///    says which. Other accept errors: return them;
+///    says which. Other accept errors: return them. (A client that *reset*
+///    while it waited in the queue is no accept error on Linux: `accept`
+///    returns it and the first read gets ECONNRESET, which step 3 handles
+///    as a failed connection.);
 /// 3. serve it with [`echo_connection`]. An error there (a reset, a client
 ///    that never reads...) ends **that connection only**: count it in
 ///    `failed`, say what happened, carry on. `ConnEnd::Stopped` means
@@ -342,7 +345,8 @@ pub fn with_hint(e: Error) -> Error {
     if e.errno() == Some(Errno::EADDRINUSE) {
         Error::msg(format!(
             "{e}\n  another socket holds that port (a running server, or a recent \
-             connection in TIME_WAIT: chapter 3's SO_REUSEADDR); try --addr 127.0.0.1:0"
+             connection in TIME_WAIT: chapter 3's SO_REUSEADDR, which must be set \
+             by the old server as well as the new); try --addr 127.0.0.1:0"
         ))
     } else {
         e

@@ -73,22 +73,18 @@ pub fn tcp_connect(who: &str, addr: &SockaddrStorage) -> Result<OwnedFd> {
 }
 
 /// [`accept(2)`](https://man7.org/linux/man-pages/man2/accept.2.html) one
-/// connection, narrated, with the peer's address. Retries `EINTR`.
-///
-/// The address comes from `accept4` itself (raw `libc`: nix's `accept4`
-/// throws it away), not from a later `getpeername`: Linux hands over a
-/// connection whose client reset while it waited in the queue, and
-/// `getpeername` on it fails with `ENOTCONN` (its first read then says
-/// `ECONNRESET`), while `accept4` still gives the address. A failed accept
-/// is sorted by [`super::accept::triage`]: one connection's problem, out of
-/// fds, or the server's.
+/// connection, narrated, with the peer's address as `accept4` itself
+/// returns it (nix's `accept` drops it; `getpeername` would fail with
+/// ENOTCONN on a connection the peer reset while it was queued, which Linux
+/// still hands to `accept`). Retries `EINTR`. A failed accept is sorted by
+/// [`super::accept::triage`]: one connection's problem, out of fds, or the
+/// server's.
 pub fn accept(who: &str, listener: impl AsFd) -> Result<(OwnedFd, SockaddrStorage)> {
     let lfd = listener.as_fd().as_raw_fd();
-    loop {
-        // SAFETY: sockaddr_storage is plain old data; all zero bytes is a
-        // valid (AF_UNSPEC) value.
-        let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: sockaddr_storage is plain old data; all zero bytes is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let raw = loop {
+        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         // SAFETY: `ss` is writable for `len` bytes and `len` is a valid
         // in/out length; the kernel writes at most `len` bytes.
         let raw = unsafe {
@@ -99,25 +95,25 @@ pub fn accept(who: &str, listener: impl AsFd) -> Result<(OwnedFd, SockaddrStorag
                 libc::SOCK_CLOEXEC,
             )
         };
-        if raw < 0 {
-            let err = Error::last_os(format!("accept4({lfd})"));
-            if err.errno() == Some(nix::errno::Errno::EINTR) {
-                continue;
-            }
-            return Err(err);
+        if raw >= 0 {
+            break (raw, len);
         }
-        // SAFETY: accept4 just returned this fd; nothing else owns it, and the
-        // OwnedFd becomes its only owner, which closes it exactly once.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: the kernel filled `len` bytes of `ss` with a socket
-        // address; from_raw reads no more than `len` and checks the family.
-        let peer = unsafe {
-            SockaddrStorage::from_raw((&raw const ss).cast::<libc::sockaddr>(), Some(len))
+        let errno = nix::errno::Errno::last();
+        if errno != nix::errno::Errno::EINTR {
+            return Err(Error::sys(format!("accept({lfd})"), errno));
         }
-        .ok_or_else(|| Error::msg(format!("accept4({lfd}): unreadable peer address")))?;
-        say!(who, "accept({lfd}) = {raw} peer={peer}");
-        return Ok((fd, peer));
-    }
+    };
+    let (raw, len) = raw;
+    // SAFETY: accept4 just returned this fd; nothing else owns it, and the
+    // OwnedFd becomes its only owner, which closes it exactly once.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: the kernel filled `len` bytes of `ss` with the peer's address;
+    // from_raw reads no more than `len` and checks the family.
+    let peer =
+        unsafe { SockaddrStorage::from_raw((&raw const ss).cast::<libc::sockaddr>(), Some(len)) }
+            .ok_or_else(|| Error::msg(format!("accept({lfd}): unreadable peer address")))?;
+    say!(who, "accept({lfd}) = {raw} peer={peer}");
+    Ok((fd, peer))
 }
 
 /// [`getsockname(2)`](https://man7.org/linux/man-pages/man2/getsockname.2.html):
