@@ -118,7 +118,7 @@ pub const SERVED_WITHIN: Duration = Duration::from_secs(2);
 /// A sender gives up when the server has taken nothing for this long.
 pub const STALL: Duration = Duration::from_millis(500);
 /// How long a flood connect may take before it is abandoned.
-pub const FLOOD_PATIENCE: Duration = Duration::from_millis(100);
+pub const FLOOD_PATIENCE: Duration = Duration::from_millis(50);
 /// `RLIMIT_NOFILE` of the server in [`Case::FdExhaustion`].
 pub const FD_LIMIT: u64 = 64;
 /// How long [`Case::FdExhaustion`] holds the server over its limit while
