@@ -5,6 +5,7 @@
 //! grade edition student DIR  write the student edition (solutions → todo!())
 //! grade edition hang DIR     write the hang edition (solutions → endless sleep)
 //! grade selfcheck            reference full marks; student and hang editions 0
+//! grade mutants              every wrong solution in tests/mutants/ loses points
 //! ```
 //!
 //! It uses `std` (and `libc::kill` for a stuck process group) and runs
@@ -12,6 +13,7 @@
 //! edition, which carries its own copy of this file.
 
 mod edition;
+mod mutants;
 mod report;
 mod run;
 mod selfcheck;
@@ -31,9 +33,14 @@ usage:
   grade edition student|hang DIR [--root DIR]
         write the student edition (every solution region becomes todo!())
         or the hang edition (every region becomes an endless sleep) to DIR
-  grade selfcheck [--root DIR]
+  grade selfcheck [--root DIR] [--chapter chNN]...
         prove the tests: the reference edition gets full marks, the student
-        and hang editions get 0 with every graded test failing
+        and hang editions get 0 with every graded test failing (of the
+        chapters named, or all)
+  grade mutants [--root DIR] [--chapter chNN]... [--list] [--one-at-a-time]
+        apply each classic wrong solution of tests/mutants/chNN*.mut to a copy
+        of the tree (target/mutants/), grade its chapter, and require the
+        score to drop; --list only checks that every entry still applies
 ";
 
 fn main() -> ExitCode {
@@ -52,6 +59,8 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
     let mut out: Option<PathBuf> = None;
     let mut threads: usize = run::DEFAULT_THREADS;
     let mut only = Vec::new();
+    let mut list = false;
+    let mut one_at_a_time = false;
     let mut words = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -62,6 +71,8 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             }
             "--root" => root = PathBuf::from(it.next().ok_or("--root needs a directory")?),
             "--out" => out = Some(PathBuf::from(it.next().ok_or("--out needs a file")?)),
+            "--list" => list = true,
+            "--one-at-a-time" => one_at_a_time = true,
             "--chapter" => only.push(it.next().ok_or("--chapter needs a name like ch03")?.clone()),
             "--threads" => {
                 threads = it
@@ -93,11 +104,23 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             println!("{kind:?} edition: {} ({n} solution regions replaced)", dir);
             Ok(ExitCode::SUCCESS)
         }
-        ["selfcheck"] => Ok(if selfcheck::run(&root)? {
+        ["selfcheck"] => Ok(if selfcheck::run(&root, &only)? {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
         }),
+        ["mutants"] => {
+            let options = mutants::MutantOptions {
+                only,
+                list,
+                one_at_a_time,
+            };
+            Ok(if mutants::run(&root, &options)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         _ => Err(format!("unknown arguments {words:?}\n\n{USAGE}")),
     }
 }

@@ -33,6 +33,9 @@ pub struct Options {
     /// Grade only the chapters whose test file starts with one of these
     /// (`ch03`, `ch03_sockopts`); all chapters when empty.
     pub only: Vec<String>,
+    /// Extra environment for cargo (e.g. a profile override for a copy of
+    /// the tree with its own build directory).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             progress: true,
             only: Vec::new(),
             concurrent: false,
+            env: Vec::new(),
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct Grade {
     pub build_seconds: f64,
     /// Things the grader noticed that are not test results.
     pub notes: Vec<String>,
+    /// Tests without points, in the graded test binaries, that failed.
+    pub ungraded_failures: Vec<String>,
 }
 
 impl Grade {
@@ -129,6 +135,7 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
     let build_seconds = started.elapsed().as_secs_f64();
 
     let mut outcomes = Vec::new();
+    let mut ungraded_failures = Vec::new();
     if let Some(err) = &build_error {
         for tests in &declared {
             outcomes.extend(tests.iter().map(|t| Outcome {
@@ -142,6 +149,7 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
             seconds: started.elapsed().as_secs_f64(),
             build_seconds,
             notes,
+            ungraded_failures: Vec::new(),
         });
     }
     // One test binary per chapter: one after another, or all at once when
@@ -201,9 +209,13 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
         for r in &results {
             if !tests.iter().any(|t| t.name == r.name) {
                 notes.push(format!(
-                    "{target}::{}: a test without points (not graded)",
-                    r.name
+                    "{target}::{}: a test without points (not graded){}",
+                    r.name,
+                    if r.passed { "" } else { ", FAILED" }
                 ));
+                if !r.passed {
+                    ungraded_failures.push(format!("{target}::{}: {}", r.name, r.message));
+                }
             }
         }
     }
@@ -212,6 +224,7 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
         seconds: started.elapsed().as_secs_f64(),
         build_seconds,
         notes,
+        ungraded_failures,
     })
 }
 
@@ -253,6 +266,9 @@ fn cargo(root: &Path, options: &Options) -> Command {
         .env("CARGO_TERM_COLOR", "never");
     if let Some(dir) = &options.target_dir {
         cmd.env("CARGO_TARGET_DIR", dir);
+    }
+    for (key, value) in &options.env {
+        cmd.env(key, value);
     }
     // The grader may itself run under `cargo run`: don't leak its settings.
     cmd.env_remove("CARGO_MANIFEST_DIR")
