@@ -45,6 +45,8 @@ pub struct Impairment {
     /// whatever the generator says: tests use it to lose one datagram
     /// exactly.
     pub drop_forward: Vec<u64>,
+    /// Also drop these target-to-client datagrams, by number.
+    pub drop_back: Vec<u64>,
 }
 
 impl Default for Impairment {
@@ -57,6 +59,7 @@ impl Default for Impairment {
             reorder_hold: Duration::from_millis(10),
             seed: 1,
             drop_forward: Vec::new(),
+            drop_back: Vec::new(),
         }
     }
 }
@@ -250,7 +253,7 @@ pub fn run_relay(
                     Err(_) => break,
                 };
                 stats.back.received += 1;
-                let fate = back_fates.next(&how, &[]);
+                let fate = back_fates.next(&how, &how.drop_back);
                 order += 1;
                 schedule(
                     &mut queue,
