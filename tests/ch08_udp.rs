@@ -207,13 +207,16 @@ graded! {
 // ---------------------------------------------------------------------------
 // Assignment 2: the request/response client.
 
+/// What a test server saw: when each datagram arrived, and its bytes.
+type Arrivals = Vec<(Instant, Vec<u8>)>;
+
 /// A server (std) that records when each request arrives and answers with
 /// `answer(n, request)` (n = 1 for the first): a list of (from which
 /// socket: 0 = itself, 1 = a stranger, datagram) to send back.
 fn request_server(
     answer: impl Fn(usize, &[u8]) -> Vec<(usize, Vec<u8>)> + Send + 'static,
     quit_after: Duration,
-) -> (SocketAddr, Background<Vec<(Instant, Vec<u8>)>>) {
+) -> (SocketAddr, Background<Arrivals>) {
     let server = std_udp(Duration::from_millis(50));
     let stranger = std_udp(DEADLINE);
     let addr = server.local_addr().unwrap();
@@ -437,6 +440,9 @@ graded! {
     }
 }
 
+/// (what, file, forward datagrams to drop, ACKs to drop)
+type EndCase = (&'static str, Vec<u8>, Vec<u64>, Vec<u64>);
+
 graded! {
     /// A lost last packet, a lost final ACK, an empty file: the transfer still completes.
     points = 2;
@@ -444,7 +450,8 @@ graded! {
     fn transfer_recovers_the_end_of_the_file() {
         let config = TransferConfig { give_up: Duration::from_secs(3), ..TransferConfig::default() };
         let three = pattern(3 * transfer::CHUNK - 10, 7);
-        let cases: [(&str, Vec<u8>, Vec<u64>, Vec<u64>); 5] = [
+        // (what, file, forward datagrams to drop, ACKs to drop)
+        let cases: [EndCase; 5] = [
             ("a one-packet file whose packet is lost twice", pattern(300, 5), vec![1, 2], vec![]),
             ("a three-packet file whose last packet is lost", three.clone(), vec![3], vec![]),
             ("a three-packet file whose last two packets are lost", three.clone(), vec![2, 3], vec![]),

@@ -175,8 +175,11 @@ fn server(args: &Args) -> Result<()> {
     let sock = bind_listening(args.value("--addr").unwrap_or(DEFAULT_ADDR))?;
     let (tx, events) = std::sync::mpsc::channel();
     let printer = std::thread::spawn(move || {
+        // Echoes are counted at the end; what went wrong is told at once.
         for e in events {
-            say!("server", "{e:?}");
+            if !matches!(e, super::echo::EchoEvent::Echoed { .. }) {
+                say!("server", "{e:?}");
+            }
         }
     });
     let config = EchoConfig {

@@ -23,8 +23,11 @@ use crate::say;
 /// A short wait: on loopback a datagram that is coming is there at once.
 const SHORT: Duration = Duration::from_millis(200);
 
+/// One part of the tour.
+pub type Part = fn() -> Result<()>;
+
 /// The parts, in order, with the subcommand name of each.
-pub const PARTS: [(&str, fn() -> Result<()>); 11] = [
+pub const PARTS: [(&str, Part); 11] = [
     ("boundaries", boundaries),
     ("trunc", trunc),
     ("connected", connected_udp),
@@ -624,7 +627,7 @@ pub fn reliable() -> Result<()> {
         seed: 8,
         ..Impairment::default()
     };
-    let relay = relay::spawn_relay(srv_addr.clone(), lossy)?;
+    let relay = relay::spawn_relay(srv_addr, lossy)?;
     say!("relay", "{} -> {srv_addr}, loss 50 %, seed 8", relay.addr);
     let (client, _) = udp_bind("client", &loopback_any())?;
     let backoff = request::Backoff {
