@@ -50,7 +50,9 @@ pub fn run() -> Result<()> {
     for (_, part) in PARTS {
         part()?;
     }
-    note("every datagram in this tour went to 127.0.0.0/8: none left the machine");
+    note(
+        "nothing in this tour left the machine: loopback addresses, lo's broadcast address, and one group sent with IP_MULTICAST_IF 127.0.0.1",
+    );
     Ok(())
 }
 
@@ -200,6 +202,7 @@ pub fn connected_udp() -> Result<()> {
     );
     let d = dgram::recv_within(&server, 64, SHORT)?;
     say!("server", "got {:?}", String::from_utf8_lossy(&d.data));
+    let no_ports = dgram::udp_counter("NoPorts");
     send_to(&stranger, b"stranger", &client_addr)?;
     send_to(&server, b"pong", &client_addr)?;
     say!(
@@ -208,9 +211,10 @@ pub fn connected_udp() -> Result<()> {
     );
     let d = dgram::recv_within(&client, 64, SHORT)?;
     say!("client", "recv = {:?}", String::from_utf8_lossy(&d.data));
-    note(
-        "the stranger's datagram never reached the connected socket: the kernel dropped it (UDP's InDatagrams still counted it)",
-    );
+    note(format_args!(
+        "the stranger's datagram never reached the connected socket: no socket matched it, so /proc/net/snmp Udp NoPorts went +{} (and an ICMP port-unreachable went back to the stranger)",
+        dgram::udp_counter("NoPorts").saturating_sub(no_ports)
+    ));
     // A closed port.
     let closed = {
         let (gone, gone_addr) = udp_bind("", &loopback_any())?;

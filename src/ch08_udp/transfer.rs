@@ -335,13 +335,13 @@ pub fn receive_file(sock: impl AsFd, config: TransferConfig) -> Result<Received>
     let mut early: BTreeMap<u32, (bool, Vec<u8>)> = BTreeMap::new();
     let mut done = false;
     loop {
-        let wait = if done { config.linger } else { config.give_up };
-        let Some(d) = next_datagram(sock, wait)? else {
+        let quiet_for = if done { config.linger } else { config.give_up };
+        let Some(d) = next_datagram(sock, quiet_for)? else {
             return if done {
                 Ok(got)
             } else {
                 Err(timed_out(format!(
-                    "receive_file on fd {}: nothing for {wait:?}, {} bytes so far",
+                    "receive_file on fd {}: nothing for {quiet_for:?}, {} bytes so far",
                     sock.as_raw_fd(),
                     got.data.len()
                 )))
