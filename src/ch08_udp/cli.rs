@@ -220,7 +220,9 @@ fn client(args: &Args) -> Result<()> {
                     r.sends,
                     r.ignored
                 );
-                println!("{}", String::from_utf8_lossy(&r.body));
+                // A peer typing into `nc -u -l` ends its reply with a newline.
+                let body = r.body.strip_suffix(b"\n").unwrap_or(&r.body);
+                println!("{}", String::from_utf8_lossy(body));
             }
             Err(e) => say!("client", "request {id}: {e}"),
         }

@@ -363,6 +363,12 @@ pub fn loss() -> Result<()> {
         "one more datagram: recvmsg's SO_RXQ_OVFL control message says {} dropped on this socket so far",
         dropped.map_or("none".into(), |n| n.to_string())
     );
+    let port = v4(&rx_addr)?.port();
+    say!(
+        "receiver",
+        "/proc/net/udp, the line for port {port}: drops = {}",
+        proc_udp_drops(port).map_or("?".into(), |d| d.to_string())
+    );
     note(format_args!(
         "/proc/net/snmp Udp RcvbufErrors went {before} -> {after} (+{}; the counter is for the whole network namespace)",
         after.saturating_sub(before)
@@ -371,6 +377,20 @@ pub fn loss() -> Result<()> {
         "the sender was told nothing: UDP has no flow control, and the loss is silent unless you count it",
     );
     Ok(())
+}
+
+/// The `drops` column (the last) of the `/proc/net/udp` line whose local
+/// port is `port`.
+fn proc_udp_drops(port: u16) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/udp").ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let local_port = cols.get(1)?.rsplit_once(':')?.1;
+        if u16::from_str_radix(local_port, 16).ok()? != port {
+            return None;
+        }
+        cols.last()?.parse().ok()
+    })
 }
 
 /// Receive one datagram (without waiting) and the `SO_RXQ_OVFL` count
@@ -429,6 +449,25 @@ pub fn sizes() -> Result<()> {
         }
         Err(e) => note(format_args!("no IPv6 loopback here ({e}): skipped")),
     }
+    let pmtu = dgram::get_int_option(
+        &tx,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        "IP_MTU_DISCOVER",
+    )?;
+    let pmtu_name = match pmtu {
+        libc::IP_PMTUDISC_DONT => "IP_PMTUDISC_DONT",
+        libc::IP_PMTUDISC_WANT => "IP_PMTUDISC_WANT",
+        libc::IP_PMTUDISC_DO => "IP_PMTUDISC_DO",
+        libc::IP_PMTUDISC_PROBE => "IP_PMTUDISC_PROBE",
+        _ => "?",
+    };
+    say!(
+        "sender",
+        "getsockopt({}, IPPROTO_IP, IP_MTU_DISCOVER) = {pmtu} ({pmtu_name}); /proc/sys/net/ipv4/ip_no_pmtu_disc = {}",
+        tx.as_raw_fd(),
+        dgram::sysctl("net/ipv4/ip_no_pmtu_disc").map_or("?".into(), |v| v.to_string())
+    );
     let mtu = std::fs::read_to_string("/sys/class/net/lo/mtu").unwrap_or_default();
     note(format_args!(
         "65535 - 20 (IPv4 header) - 8 (UDP header) = {MAX_UDP4}; IPv6's length field excludes its header: 65535 - 8 = {MAX_UDP6}"
@@ -467,8 +506,28 @@ pub fn broadcast() -> Result<()> {
         String::from_utf8_lossy(&d.data),
         d.from.map(|f| f.to_string()).unwrap_or_default()
     );
+    // Who else hears a broadcast: a socket bound to INADDR_ANY does, one
+    // bound to 127.0.0.1 does not. (Binding sends nothing.)
+    for ip in [Ipv4Addr::UNSPECIFIED, Ipv4Addr::LOCALHOST] {
+        let (other, other_addr) = udp_bind("", &nix_addr(ip, 0))?;
+        send_to(
+            &tx,
+            b"to all on lo",
+            &nix_addr(bcast, v4(&other_addr)?.port()),
+        )?;
+        let heard = dgram::recv_within(&other, 64, SHORT).is_ok();
+        say!(
+            "listener",
+            "bound to {other_addr}: {}",
+            if heard {
+                "got it"
+            } else {
+                "nothing within 200 ms"
+            }
+        );
+    }
     note(
-        "127.255.255.255 is lo's broadcast address (ip route show table local); a socket bound to 127.0.0.1 would not get it: broadcasts go to sockets bound to the broadcast address or to INADDR_ANY",
+        "127.255.255.255 is lo's broadcast address (ip route show table local); broadcasts reach sockets bound to the broadcast address or to INADDR_ANY, not to 127.0.0.1",
     );
     Ok(())
 }
