@@ -33,6 +33,7 @@ pub fn run_tests(root: &Path, chapter: &str, tests: &[String]) -> Result<Verdict
     let target = test_target(root, chapter)?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root)
+        .env("RUST_BACKTRACE", "0")
         .args(["test", "--message-format=short", "--test", &target, "--"])
         .arg("--test-threads=4");
     if !tests.is_empty() {
@@ -94,8 +95,17 @@ pub fn parse(stdout: &str) -> Verdicts {
 /// The panic message without the `thread '…' panicked at` and backtrace
 /// lines.
 fn clean(lines: &[String]) -> String {
+    let mut in_backtrace = false;
     lines
         .iter()
+        .filter(|l| {
+            if l.starts_with("stack backtrace:") {
+                in_backtrace = true;
+            } else if in_backtrace && !l.starts_with("  ") && !l.starts_with("note: Some details") {
+                in_backtrace = false;
+            }
+            !in_backtrace && !l.starts_with("note: Some details")
+        })
         .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
         .map(|l| {
             if l.starts_with("thread '") && l.contains("panicked at") {
