@@ -364,3 +364,19 @@ pub fn simultaneous_close() -> Result<()> {
 fn state_of(fd: &OwnedFd) -> Result<&'static str> {
     Ok(crate::kit::tcp::state_name(tcp_info(fd)?.state()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::retries2_budget;
+
+    /// tcp(7) on tcp_retries2: "The default value of 15 yields a
+    /// hypothetical timeout of 924.6 seconds".
+    #[test]
+    fn default_retries2_budget_is_tcp7s_924_6_seconds() {
+        let t = retries2_budget(15, 0.2, 120.0);
+        assert!(
+            (t - 924.6).abs() < 0.05,
+            "retries2_budget(15, 0.2 s, 120 s) = {t:.2} s; tcp(7) says 924.6 s"
+        );
+    }
+}
