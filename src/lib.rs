@@ -17,3 +17,4 @@ pub mod ch04_select;
 pub mod ch05_handshake;
 pub mod ch06_close;
 pub mod ch07_threads;
+pub mod ch08_udp;
