@@ -35,7 +35,10 @@ fn to_storage(addr: &dyn SockaddrLike) -> (libc::sockaddr_storage, libc::socklen
     // SAFETY: all-zero is a valid sockaddr_storage.
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let len = addr.len();
-    assert!(len as usize <= mem::size_of::<libc::sockaddr_storage>());
+    assert!(
+        len as usize <= mem::size_of::<libc::sockaddr_storage>(),
+        "expected `len as usize <= mem::size_of::<libc::sockaddr_storage>()` to hold"
+    );
     // SAFETY: `addr` points to `len` readable bytes; the storage holds at
     // least that many; they do not overlap.
     unsafe {
@@ -251,11 +254,11 @@ graded! {
         // What the kernel wrote for a real bound socket.
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let (storage, len) = raw_getsockname(listener.as_raw_fd());
-        let ours = format_sockaddr(&storage, len).unwrap();
+        let ours = format_sockaddr(&storage, len).unwrap_or_else(|e| panic!("format_sockaddr(&storage, len) returned an error: {e}"));
         assert_eq!(ours, listener.local_addr().unwrap().to_string(), "getsockname of a listener");
         if let Ok(listener6) = TcpListener::bind("[::1]:0") {
             let (storage, len) = raw_getsockname(listener6.as_raw_fd());
-            let ours = format_sockaddr(&storage, len).unwrap();
+            let ours = format_sockaddr(&storage, len).unwrap_or_else(|e| panic!("format_sockaddr(&storage, len) returned an error: {e}"));
             assert_eq!(ours, listener6.local_addr().unwrap().to_string(), "IPv6 getsockname");
         }
     }
@@ -285,7 +288,7 @@ graded! {
         let (mut storage, len) = to_storage(&built);
         junk_after(&mut storage, len);
         assert_eq!(
-            format_sockaddr(&storage, len).unwrap(),
+            format_sockaddr(&storage, len).unwrap_or_else(|e| panic!("format_sockaddr(&storage, len) returned an error: {e}")),
             built.to_string(),
             "a path of {len} bytes in all (use len, not a NUL, to find its end)"
         );
@@ -297,11 +300,11 @@ graded! {
         socket::bind(fd.as_raw_fd(), &UnixAddr::new_abstract(name.as_bytes()).unwrap()).unwrap();
         let (storage, len) = raw_getsockname(fd.as_raw_fd());
         let theirs: UnixAddr = socket::getsockname(fd.as_raw_fd()).unwrap();
-        assert_eq!(format_sockaddr(&storage, len).unwrap(), theirs.to_string(), "abstract");
+        assert_eq!(format_sockaddr(&storage, len).unwrap_or_else(|e| panic!("format_sockaddr(&storage, len) returned an error: {e}")), theirs.to_string(), "abstract");
         let odd = UnixAddr::new_abstract(b"tab\there\x01").unwrap();
         let (mut storage, len) = to_storage(&odd);
         junk_after(&mut storage, len);
-        assert_eq!(format_sockaddr(&storage, len).unwrap(), odd.to_string(), "escaped bytes");
+        assert_eq!(format_sockaddr(&storage, len).unwrap_or_else(|e| panic!("format_sockaddr(&storage, len) returned an error: {e}")), odd.to_string(), "escaped bytes");
 
         // An unnamed socket: one end of a socketpair.
         let (a, _b) = socket::socketpair(
@@ -313,7 +316,7 @@ graded! {
         .unwrap();
         let (storage, len) = raw_getsockname(a.as_raw_fd());
         let theirs: UnixAddr = socket::getsockname(a.as_raw_fd()).unwrap();
-        assert_eq!(format_sockaddr(&storage, len).unwrap(), theirs.to_string(), "unnamed");
+        assert_eq!(format_sockaddr(&storage, len).unwrap_or_else(|e| panic!("format_sockaddr(&storage, len) returned an error: {e}")), theirs.to_string(), "unnamed");
     }
 }
 
@@ -606,7 +609,7 @@ graded! {
         assert!(err.contains(text.as_ref()), "the error should say {text:?}: {err}");
 
         let err = resolve("bad\0name", 80).expect_err("a NUL byte in the name").to_string();
-        assert!(!err.is_empty());
+        assert!(!err.is_empty(), "expected `!err.is_empty()` to hold");
     }
 }
 

@@ -160,7 +160,11 @@ fn echo_via_std(addr: &SockaddrStorage, data: &[u8]) -> Vec<u8> {
 /// time its echo is complete the earlier, misbehaving connections are closed.
 fn still_serves(server: &EchoServer) {
     let hello = b"still there?\n".to_vec();
-    assert_eq!(echo_via_std(&server.addr, &hello), hello);
+    assert_eq!(
+        echo_via_std(&server.addr, &hello),
+        hello,
+        "`echo_via_std(&server.addr, &hello)` should be `hello`"
+    );
     let held = server.sockets();
     assert!(
         held <= 2,
@@ -208,7 +212,7 @@ graded! {
             sent.len() // write calls made
         });
         let mut buf = vec![0u8; message.len()];
-        let (bytes, calls) = read_exact_counting(&reader, &mut buf).unwrap();
+        let (bytes, calls) = read_exact_counting(&reader, &mut buf).unwrap_or_else(|e| panic!("read_exact_counting(&reader, &mut buf) returned an error: {e}"));
         let writes = peer.join_within(DEADLINE, "the one-byte peer");
         assert_eq!(bytes, message.len(), "bytes read");
         assert_eq!(buf, message, "the bytes, in order");
@@ -217,7 +221,7 @@ graded! {
             "{calls} read calls for {writes} one-byte writes: each read can only get what \
              has arrived, so it takes more than one, and never more than one per byte"
         );
-        assert_eq!(read_exact_counting(&reader, &mut []).unwrap(), (0, 0), "empty buffer");
+        assert_eq!(read_exact_counting(&reader, &mut []).unwrap_or_else(|e| panic!("read_exact_counting(&reader, &mut []) returned an error: {e}")), (0, 0), "empty buffer");
     }
 }
 
@@ -235,7 +239,7 @@ graded! {
         let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
         sockbook::kit::wait::wait_for(&reader, rdhup, DEADLINE).unwrap();
         let mut buf = vec![0u8; 64];
-        let (bytes, calls) = read_exact_counting(&reader, &mut buf).unwrap();
+        let (bytes, calls) = read_exact_counting(&reader, &mut buf).unwrap_or_else(|e| panic!("read_exact_counting(&reader, &mut buf) returned an error: {e}"));
         assert_eq!(bytes, message.len(), "EOF after {} bytes", message.len());
         assert_eq!(&buf[..bytes], &message[..], "the bytes, in order");
         assert_eq!(
@@ -274,7 +278,7 @@ graded! {
             }
             got
         });
-        let calls = write_all_counting(&writer, &data).unwrap();
+        let calls = write_all_counting(&writer, &data).unwrap_or_else(|e| panic!("write_all_counting(&writer, &data) returned an error: {e}"));
         let got = drain.join_within(DEADLINE, "the slow reader");
         assert!(got == data, "the reader got different bytes ({} of {})", got.len(), expected);
         assert!(
@@ -283,7 +287,7 @@ graded! {
              cannot have written it all",
             data.len()
         );
-        assert_eq!(write_all_counting(&writer, &[]).unwrap(), 0, "empty buffer: no call");
+        assert_eq!(write_all_counting(&writer, &[]).unwrap_or_else(|e| panic!("write_all_counting(&writer, &[]) returned an error: {e}")), 0, "empty buffer: no call");
     }
 }
 
@@ -320,9 +324,9 @@ graded! {
         client.write_all(b"a").unwrap();
         let mut one = [0u8; 1];
         client.read_exact(&mut one).unwrap(); // the server is in this connection now
-        assert_eq!(&one, b"a");
+        assert_eq!(&one, b"a", "the client sent \"a\" and should have read \"a\" back");
         let stats = finish_without_leaks(server);
-        assert_eq!(stats.connections, 1);
+        assert_eq!(stats.connections, 1, "serve_echo's count of connections served: one client connected and reset");
         let mut rest = Vec::new();
         let n = client.read_to_end(&mut rest).unwrap();
         assert_eq!(n, 0, "the server closed the connection it was serving");
@@ -390,7 +394,7 @@ graded! {
         );
         still_serves(&server);
         let stats = finish_without_leaks(server);
-        assert_eq!(stats.bytes, (data.len() + b"still there?\n".len()) as u64);
+        assert_eq!(stats.bytes, (data.len() + b"still there?\n".len()) as u64, "`stats.bytes` should be `(data.len() + b\"still there?\\n\".len()) as u64`");
     }
 }
 
@@ -423,7 +427,7 @@ graded! {
         assert_eq!(silent.read_to_end(&mut rest).unwrap(), 0, "the silent client was closed");
         assert!(started.elapsed() >= idle, "served before the idle limit passed?");
         let stats = finish_without_leaks(server);
-        assert_eq!(stats.connections, 2);
+        assert_eq!(stats.connections, 2, "two clients connected one after the other: serve_echo's count of connections (the misbehaving one counts too)");
     }
 }
 
@@ -460,7 +464,7 @@ graded! {
         );
         still_serves(&server);
         let stats = finish_without_leaks(server);
-        assert_eq!(stats.connections, 2);
+        assert_eq!(stats.connections, 2, "two clients connected one after the other: serve_echo's count of connections (the misbehaving one counts too)");
     }
 }
 
@@ -512,9 +516,9 @@ graded! {
         let data = pattern(200_000);
         let (addr, server) = std_echo_once(usize::MAX, fin_then_drain);
         let reply = echo_exchange(&addr, &data, Duration::from_secs(4));
-        assert_eq!(reply.end, EchoEnd::Complete);
+        assert_eq!(reply.end, EchoEnd::Complete, "echo_exchange against a well-behaved echo server should end Complete");
         assert!(reply.echoed == data, "all {} bytes back, in order (got {})", data.len(), reply.echoed.len());
-        assert_eq!(server.join_within(DEADLINE, "the std echo server"), data.len());
+        assert_eq!(server.join_within(DEADLINE, "the std echo server"), data.len(), "`server.join_within(DEADLINE, \"the std echo server\")` should be `data.len()`");
     }
 }
 
@@ -588,7 +592,7 @@ graded! {
             "{len} bytes (more than both sides' buffers hold) must all come back"
         );
         assert!(reply.echoed == data, "every byte back, in order");
-        assert_eq!(server.join_within(DEADLINE, "the echo server"), len);
+        assert_eq!(server.join_within(DEADLINE, "the echo server"), len, "`server.join_within(DEADLINE, \"the echo server\")` should be `len`");
     }
 }
 
@@ -679,7 +683,7 @@ graded! {
         socket::bind(holder.as_raw_fd(), &any).unwrap();
         let closed: SockaddrStorage = socket::getsockname(holder.as_raw_fd()).unwrap();
         let reply = echo_exchange(&closed, b"anyone?", Duration::from_secs(2));
-        assert!(reply.echoed.is_empty());
+        assert!(reply.echoed.is_empty(), "expected `reply.echoed.is_empty()` to hold");
         match &reply.end {
             EchoEnd::Failed(e) => assert_eq!(e.errno(), Some(Errno::ECONNREFUSED), "{e}"),
             other => panic!("expected Failed(ECONNREFUSED), got {other:?}"),

@@ -401,7 +401,7 @@ graded! {
         // And on a connected socket, where TCP_MAXSEG comes from the route.
         let (client, _server) = live_connection();
         let want = independent(&client, libc::IPPROTO_TCP, libc::TCP_MAXSEG, T::Int).unwrap();
-        assert_eq!(get_option(&client, libc::IPPROTO_TCP, libc::TCP_MAXSEG, Kind::Int), Ok(want));
+        assert_eq!(get_option(&client, libc::IPPROTO_TCP, libc::TCP_MAXSEG, Kind::Int), Ok(want), "`get_option(&client, libc::IPPROTO_TCP, libc::TCP_MAXSEG, Kind::Int)` should be `Ok(want)`");
     }
 }
 
@@ -451,7 +451,7 @@ graded! {
         // Refused: an IPv6 option on an IPv4 socket, an option that does not exist.
         for (level, name) in [(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY), (libc::SOL_SOCKET, 0x7ff0)] {
             let errno = raw_get(&fd, level, name, 64).unwrap_err();
-            assert_eq!(get_option(&fd, level, name, Kind::Int), Err(ReadError::Errno(errno)));
+            assert_eq!(get_option(&fd, level, name, Kind::Int), Err(ReadError::Errno(errno)), "`get_option(&fd, level, name, Kind::Int)` should be `Err(ReadError::Errno(errno))`");
         }
         // TCP_INFO: whatever length this kernel returns is fine.
         let (info, len) = raw_tcp_info(&fd);
@@ -530,17 +530,17 @@ graded! {
         let errno = raw_set(&tcp4(), libc::SOL_SOCKET, libc::SO_SNDLOWAT, &(1 as c_int)).unwrap_err();
         let e = set_and_explain(&fd, libc::SOL_SOCKET, libc::SO_SNDLOWAT, Kind::Int, &Value::Int(1))
             .unwrap_err();
-        assert_eq!(e.errno(), Some(errno));
+        assert_eq!(e.errno(), Some(errno), "`e.errno()` should be `Some(errno)`");
         let errno = raw_set(&tcp4(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &(1 as c_int)).unwrap_err();
         let e = set_and_explain(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, Kind::Flag, &Value::Flag(true))
             .unwrap_err();
-        assert_eq!(e.errno(), Some(errno));
+        assert_eq!(e.errno(), Some(errno), "`e.errno()` should be `Some(errno)`");
         // A value of the wrong kind is refused before any call.
         let before = independent(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, T::Int).unwrap();
         assert!(
-            set_and_explain(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, Kind::Int, &Value::Flag(true)).is_err()
+            set_and_explain(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, Kind::Int, &Value::Flag(true)).is_err(), "expected `set_and_explain(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, Kind::Int, &Value::Flag(true)).is_err()` to hold"
         );
-        assert_eq!(independent(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, T::Int).unwrap(), before);
+        assert_eq!(independent(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, T::Int).unwrap(), before, "`independent(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, T::Int).unwrap()` should be `before`");
     }
 }
 
@@ -626,7 +626,7 @@ graded! {
         let mut longer = bytes[..len].to_vec();
         longer.extend_from_slice(&[0xAB; 40]);
         let s = decode_tcp_info(&longer);
-        assert_eq!(s.len, longer.len());
+        assert_eq!(s.len, longer.len(), "`s.len` should be `longer.len()`");
         let mut whole = s;
         whole.len = len;
         check_summary(&whole, &info, len);
@@ -696,7 +696,7 @@ graded! {
     points = 3;
     fn table_matches_an_independent_reader() {
         let rows = defaults_table();
-        assert!(!rows.is_empty());
+        assert!(!rows.is_empty(), "expected `!rows.is_empty()` to hold");
         for row in &rows {
             check_row(row);
         }
@@ -736,6 +736,6 @@ graded! {
                 assert_eq!(udp_rows, 0, "{name}: no UDP row for a TCP or IPv6 option");
             }
         }
-        assert_eq!(rows.iter().filter(|r| r.socket != SocketKind::Udp4).count(), SPEC.len());
+        assert_eq!(rows.iter().filter(|r| r.socket != SocketKind::Udp4).count(), SPEC.len(), "`rows.iter().filter(|r| r.socket != SocketKind::Udp4).count()` should be `SPEC.len()`");
     }
 }

@@ -224,8 +224,16 @@ fn basic_chat(kind: Kind) {
     // Two lines in one write: both go to everyone else, one by one.
     a.send("hi\nthere\n");
     for x in [&mut b, &mut c] {
-        assert_eq!(x.line(), format!("{}: hi", a.local));
-        assert_eq!(x.line(), format!("{}: there", a.local));
+        assert_eq!(
+            x.line(),
+            format!("{}: hi", a.local),
+            "{kind:?}: a sent \"hi\\nthere\\n\" in one write; every other client should get \"hi\" first, prefixed with a's address (each complete line broadcast on its own)"
+        );
+        assert_eq!(
+            x.line(),
+            format!("{}: there", a.local),
+            "{kind:?}: a sent \"hi\\nthere\\n\" in one write; the second line \"there\" should follow \"hi\""
+        );
     }
     // A line cut across writes, and several lines in the next write.
     b.send("one\ntw");
@@ -233,24 +241,56 @@ fn basic_chat(kind: Kind) {
     for x in [&mut a, &mut c] {
         // For a, this is also proof it did not get its own "hi" back.
         for word in ["one", "two", "three", "four"] {
-            assert_eq!(x.line(), format!("{}: {word}", b.local));
+            assert_eq!(
+                x.line(),
+                format!("{}: {word}", b.local),
+                "{kind:?}: b sent \"one\\ntw\" then \"o\\nthree\\nfour\\n\"; the others should get one, two, three, four in order (a line cut across two reads is joined; the sender gets none of its own)"
+            );
         }
     }
     c.send("bye\n");
-    assert_eq!(a.line(), said(&c, "bye"));
-    assert_eq!(b.line(), said(&c, "bye"));
+    assert_eq!(
+        a.line(),
+        said(&c, "bye"),
+        "{kind:?}: c sent \"bye\\n\"; a should get it"
+    );
+    assert_eq!(
+        b.line(),
+        said(&c, "bye"),
+        "{kind:?}: c sent \"bye\\n\"; b should get it"
+    );
     let c_addr = c.local.clone();
     drop(c);
-    assert_eq!(server.left(&c_addr), Why::Eof);
+    assert_eq!(
+        server.left(&c_addr),
+        Why::Eof,
+        "{kind:?}: c closed its socket (FIN); the server should drop it as EOF"
+    );
     assert_eq!(server.sockets(), 3, "c's socket was closed");
     a.send("still here\n");
-    assert_eq!(b.line(), said(&a, "still here"));
+    assert_eq!(
+        b.line(),
+        said(&a, "still here"),
+        "{kind:?}: after c left, a sent \"still here\\n\"; b should still get it"
+    );
 
     let stats = server.stop();
-    assert_eq!(stats.accepted, 3);
-    assert_eq!(stats.lines, 8);
-    assert_eq!(stats.refused, 0);
-    assert_eq!(stats.dropped, 0);
+    assert_eq!(
+        stats.accepted, 3,
+        "{kind:?}: 3 clients connected; the server's accepted count"
+    );
+    assert_eq!(
+        stats.lines, 8,
+        "{kind:?}: 8 lines were sent in all (hi, there, one..four, bye, still here)"
+    );
+    assert_eq!(
+        stats.refused, 0,
+        "{kind:?}: nobody should have been refused"
+    );
+    assert_eq!(
+        stats.dropped, 0,
+        "{kind:?}: nobody misbehaved, so nobody should have been dropped"
+    );
 }
 
 graded! {
@@ -311,7 +351,7 @@ graded! {
     fn framing_survives_partial_lines_and_many_lines_per_read() {
         let input = b"alpha\nbe\n\nta\r\ngamma delta\nepsilon".to_vec();
         let expected = reference_lines(&input);
-        assert_eq!(expected.0.len(), 5);
+        assert_eq!(expected.0.len(), 5, "`expected.0.len()` should be `5`");
         assert_eq!(feed(&input, &[], 100), Ok(expected.clone()), "one read");
         for i in 0..=input.len() {
             for j in i..=input.len() {
@@ -324,23 +364,23 @@ graded! {
         // Many lines in one read.
         let many: Vec<u8> = (0..10_000).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
         let (lines, rest) = feed(&many, &[], 100).unwrap();
-        assert_eq!((lines, rest), reference_lines(&many));
+        assert_eq!((lines, rest), reference_lines(&many), "`(lines, rest)` should be `reference_lines(&many)`");
 
         // The limit: content of exactly max_line bytes is fine, one more is not,
         // in one read, byte by byte, or unfinished.
         let max = 16;
         let ok = format!("{}\n", "x".repeat(max)).into_bytes();
         let long = format!("ok\n{}\n", "y".repeat(max + 1)).into_bytes();
-        assert_eq!(feed(&ok, &[], max), Ok(reference_lines(&ok)));
+        assert_eq!(feed(&ok, &[], max), Ok(reference_lines(&ok)), "`feed(&ok, &[], max)` should be `Ok(reference_lines(&ok))`");
         let cuts: Vec<usize> = (1..ok.len()).collect();
-        assert_eq!(feed(&ok, &cuts, max), Ok(reference_lines(&ok)));
-        assert_eq!(feed(&long, &[], max), Err(LineTooLong { max_line: max }));
+        assert_eq!(feed(&ok, &cuts, max), Ok(reference_lines(&ok)), "`feed(&ok, &cuts, max)` should be `Ok(reference_lines(&ok))`");
+        assert_eq!(feed(&long, &[], max), Err(LineTooLong { max_line: max }), "`feed(&long, &[], max)` should be `Err(LineTooLong {{ max_line: max }})`");
         let cuts: Vec<usize> = (1..long.len()).collect();
-        assert_eq!(feed(&long, &cuts, max), Err(LineTooLong { max_line: max }));
+        assert_eq!(feed(&long, &cuts, max), Err(LineTooLong { max_line: max }), "`feed(&long, &cuts, max)` should be `Err(LineTooLong {{ max_line: max }})`");
         let unfinished = "z".repeat(max + 1).into_bytes();
-        assert_eq!(feed(&unfinished, &[], max), Err(LineTooLong { max_line: max }));
+        assert_eq!(feed(&unfinished, &[], max), Err(LineTooLong { max_line: max }), "`feed(&unfinished, &[], max)` should be `Err(LineTooLong {{ max_line: max }})`");
         let mut pending = Vec::new();
-        assert_eq!(take_lines(&mut pending, &unfinished[..max], max), Ok(vec![]));
+        assert_eq!(take_lines(&mut pending, &unfinished[..max], max), Ok(vec![]), "`take_lines(&mut pending, &unfinished[..max], max)` should be `Ok(vec![])`");
         assert_eq!(pending.len(), max, "an unfinished line of max_line bytes waits");
     }
 }
@@ -364,11 +404,11 @@ graded! {
             b.send("from b\n");
             assert_eq!(a.line(), said(&b, "from b"), "{kind:?}: the staller blocked a");
             s.send("ne\n");
-            assert_eq!(a.line(), said(&s, "half a line"));
-            assert_eq!(b.line(), said(&s, "half a line"));
-            assert_eq!(s.line(), said(&a, "from a"));
-            assert_eq!(s.line(), said(&b, "from b"));
-            assert_eq!(server.sockets(), 4);
+            assert_eq!(a.line(), said(&s, "half a line"), "`a.line()` should be `said(&s, \"half a line\")`");
+            assert_eq!(b.line(), said(&s, "half a line"), "`b.line()` should be `said(&s, \"half a line\")`");
+            assert_eq!(s.line(), said(&a, "from a"), "`s.line()` should be `said(&a, \"from a\")`");
+            assert_eq!(s.line(), said(&b, "from b"), "`s.line()` should be `said(&b, \"from b\")`");
+            assert_eq!(server.sockets(), 4, "`server.sockets()` should be `4`");
             drop((s, a, b));
             server.stop();
         }
@@ -423,7 +463,7 @@ graded! {
             };
             match why {
                 Why::OutputFull { queued, limit: l } => {
-                    assert_eq!(l, limit);
+                    assert_eq!(l, limit, "`l` should be `limit`");
                     assert!(queued > limit, "{kind:?}: dropped with only {queued} bytes queued");
                 }
                 other => panic!("{kind:?}: non-reader dropped for {other:?}"),
@@ -431,7 +471,7 @@ graded! {
             assert_eq!(server.sockets(), 3, "{kind:?}: the non-reader's socket is closed");
             assert!(n.ended(), "{kind:?}: the non-reader's connection did not end");
             a.send("after\n");
-            assert_eq!(b.line(), said(&a, "after"));
+            assert_eq!(b.line(), said(&a, "after"), "`b.line()` should be `said(&a, \"after\")`");
             drop((a, b));
             let stats = server.stop();
             assert_eq!(stats.dropped, 1, "{kind:?}");
@@ -507,7 +547,7 @@ graded! {
             let mut f = f;
             let max_line = Config::default().max_line;
             f.send(&"g".repeat(max_line + 1000));
-            assert_eq!(server.left(&f_addr), Why::LineTooLong { max_line });
+            assert_eq!(server.left(&f_addr), Why::LineTooLong { max_line }, "`server.left(&f_addr)` should be `Why::LineTooLong {{ max_line }}`");
             assert_eq!(server.sockets(), 3, "{kind:?}");
             r.send("after the flood\n");
             // q has the whole flood waiting before this line.
@@ -536,7 +576,7 @@ graded! {
                     1 => c.send("half a li"),       // reset in the middle of a line
                     _ => {
                         a.send(&format!("to {i}\n")); // reset with unread data
-                        assert_eq!(b.line(), said(&a, &format!("to {i}")));
+                        assert_eq!(b.line(), said(&a, &format!("to {i}")), "`b.line()` should be `said(&a, &format!(\"to {{i}}\"))`");
                     }
                 }
                 gone.push(c.local.clone());
@@ -555,7 +595,7 @@ graded! {
                 Chatter::connect(&server).reset();
             }
             a.send("still alive\n");
-            assert_eq!(b.line(), said(&a, "still alive"));
+            assert_eq!(b.line(), said(&a, "still alive"), "`b.line()` should be `said(&a, \"still alive\")`");
             drop((a, b));
             server.stop();
         }
@@ -588,7 +628,11 @@ fn raise_nofile(want: u64) -> u64 {
         rlim_max: 0,
     };
     // SAFETY: lim is a valid rlimit for the call to fill in.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) },
+        0,
+        "`unsafe {{ libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }}` should be `0`"
+    );
     if lim.rlim_cur >= want {
         return lim.rlim_cur;
     }
@@ -802,9 +846,9 @@ graded! {
             }
             assert_eq!(server.sockets(), 1, "{kind:?}: the listener alone is left");
             let stats = server.stop();
-            assert_eq!(stats.accepted, 200);
-            assert_eq!(stats.peak, 200);
-            assert_eq!(stats.lines, 200);
+            assert_eq!(stats.accepted, 200, "{kind:?}: 200 clients connected at once");
+            assert_eq!(stats.peak, 200, "{kind:?}: all 200 should have been connected at the same time");
+            assert_eq!(stats.lines, 200, "{kind:?}: each of the 200 clients sent one line");
         }
     }
 }
@@ -1004,7 +1048,9 @@ fn through_str_cli(
         all
     });
     let sock = TcpStream::connect_timeout(&addr, DEADLINE).unwrap();
-    let copied = str_cli(in_r.as_fd(), sock.as_fd(), out_w.as_fd()).unwrap();
+    let copied = str_cli(in_r.as_fd(), sock.as_fd(), out_w.as_fd()).unwrap_or_else(|e| {
+        panic!("str_cli(in_r.as_fd(), sock.as_fd(), out_w.as_fd()) returned an error: {e}")
+    });
     drop(out_w);
     feeder.join_within(DEADLINE, "feeder");
     (drain.join_within(DEADLINE, "output"), copied)
@@ -1037,8 +1083,8 @@ graded! {
             let (output, copied) = through_str_cli(input.clone(), serve);
             assert_eq!(output.len(), input.len(), "every reply must arrive");
             assert!(output == input, "the replies differ from the input");
-            assert_eq!(copied.sent, input.len() as u64);
-            assert_eq!(copied.received, input.len() as u64);
+            assert_eq!(copied.sent, input.len() as u64, "`copied.sent` should be `input.len() as u64`");
+            assert_eq!(copied.received, input.len() as u64, "`copied.received` should be `input.len() as u64`");
         }
     }
 }

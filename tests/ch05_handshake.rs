@@ -98,9 +98,9 @@ graded! {
         let server = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = SockaddrStorage::from(server.local_addr().unwrap());
         let fd = tcp_socket();
-        connect_timeout(&fd, &addr, Duration::from_secs(3)).unwrap();
+        connect_timeout(&fd, &addr, Duration::from_secs(3)).unwrap_or_else(|e| panic!("connect_timeout(&fd, &addr, Duration::from_secs(3)) returned an error: {e}"));
         let peer: SockaddrStorage = nix::sys::socket::getpeername(fd.as_raw_fd()).unwrap();
-        assert_eq!(support::std_addr(&peer), server.local_addr().unwrap());
+        assert_eq!(support::std_addr(&peer), server.local_addr().unwrap(), "`support::std_addr(&peer)` should be `server.local_addr().unwrap()`");
         let (_conn, client_seen) = server.accept().unwrap();
         assert_eq!(client_seen, local(&fd), "the listener saw a different client");
         assert_eq!(tcp_info(&fd).unwrap().state(), 1, "not ESTABLISHED");
@@ -167,17 +167,17 @@ graded! {
                 .unwrap_or_else(|| panic!("no entry {l} -> {r} in the parsed table"))
         };
         let c = find(client_addr, server_addr);
-        assert_eq!(c.state, tcp_info(&client).unwrap().state());
-        assert_eq!(c.inode, socket_inode(&client));
+        assert_eq!(c.state, tcp_info(&client).unwrap().state(), "`c.state` should be `tcp_info(&client).unwrap().state()`");
+        assert_eq!(c.inode, socket_inode(&client), "`c.inode` should be `socket_inode(&client)`");
         let s = find(server_addr, client_addr);
-        assert_eq!(s.state, tcp_info(&conn).unwrap().state());
-        assert_eq!(s.inode, socket_inode(&conn));
+        assert_eq!(s.state, tcp_info(&conn).unwrap().state(), "`s.state` should be `tcp_info(&conn).unwrap().state()`");
+        assert_eq!(s.inode, socket_inode(&conn), "`s.inode` should be `socket_inode(&conn)`");
         let l = table
             .iter()
             .find(|e| e.local == server_addr && e.remote.port() == 0)
             .expect("no listener entry");
-        assert_eq!(l.state, tcp_info(&lfd).unwrap().state());
-        assert_eq!(l.inode, socket_inode(&lfd));
+        assert_eq!(l.state, tcp_info(&lfd).unwrap().state(), "`l.state` should be `tcp_info(&lfd).unwrap().state()`");
+        assert_eq!(l.inode, socket_inode(&lfd), "`l.inode` should be `socket_inode(&lfd)`");
     }
 }
 
@@ -196,7 +196,7 @@ graded! {
         let unread = |fd: &std::net::TcpStream| {
             let mut count: libc::c_int = 0;
             // SAFETY: FIONREAD writes one int, which we own.
-            assert_eq!(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut count) }, 0);
+            assert_eq!(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut count) }, 0, "`unsafe {{ libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut count) }}` should be `0`");
             count as u32
         };
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -205,11 +205,11 @@ graded! {
         }
         let line = proc_line(server.local_addr().unwrap(), Some(peer))
             .expect("server side in /proc/net/tcp");
-        let e = parse_line(&line).unwrap();
-        assert_eq!(e.local, server.local_addr().unwrap());
-        assert_eq!(e.remote, peer);
-        assert_eq!(e.rx_queue, unread(&conn));
-        assert_eq!(e.state, 1);
+        let e = parse_line(&line).unwrap_or_else(|e| panic!("parse_line(&line) returned an error: {e}"));
+        assert_eq!(e.local, server.local_addr().unwrap(), "`e.local` should be `server.local_addr().unwrap()`");
+        assert_eq!(e.remote, peer, "`e.remote` should be `peer`");
+        assert_eq!(e.rx_queue, unread(&conn), "`e.rx_queue` should be `unread(&conn)`");
+        assert_eq!(e.state, 1, "`e.state` should be `1`");
     }
 }
 
@@ -249,14 +249,14 @@ graded! {
         let remote = Ipv6Addr::LOCALHOST;
         let (lp, rp) = (1024 + (pid % 60000) as u16, 443);
         let line = tcp6_line((local, lp), (remote, rp), 3, 17, 5, 2, 4242 + u64::from(pid));
-        let e = parse_line(&line).unwrap();
-        assert_eq!(e.local, SocketAddr::new(local.into(), lp));
-        assert_eq!(e.remote, SocketAddr::new(remote.into(), rp));
-        assert_eq!((e.state, e.tx_queue, e.rx_queue, e.retransmits), (3, 17, 5, 2));
-        assert_eq!(e.timer, 1);
-        assert_eq!(e.timer_when, 0x2a);
-        assert_eq!(e.uid, 1000);
-        assert_eq!(e.inode, 4242 + u64::from(pid));
+        let e = parse_line(&line).unwrap_or_else(|e| panic!("parse_line(&line) returned an error: {e}"));
+        assert_eq!(e.local, SocketAddr::new(local.into(), lp), "`e.local` should be `SocketAddr::new(local.into(), lp)`");
+        assert_eq!(e.remote, SocketAddr::new(remote.into(), rp), "`e.remote` should be `SocketAddr::new(remote.into(), rp)`");
+        assert_eq!((e.state, e.tx_queue, e.rx_queue, e.retransmits), (3, 17, 5, 2), "`(e.state, e.tx_queue, e.rx_queue, e.retransmits)` should be `(3, 17, 5, 2)`");
+        assert_eq!(e.timer, 1, "`e.timer` should be `1`");
+        assert_eq!(e.timer_when, 0x2a, "`e.timer_when` should be `0x2a`");
+        assert_eq!(e.uid, 1000, "`e.uid` should be `1000`");
+        assert_eq!(e.inode, 4242 + u64::from(pid), "`e.inode` should be `4242 + u64::from(pid)`");
         for bad in [
             "",
             "  0: 0100007F:1F90",
@@ -270,9 +270,9 @@ graded! {
         let server = TcpListener::bind("127.0.0.1:0").unwrap();
         let (st, rx, inode) = proc_entry(server.local_addr().unwrap(), None).unwrap();
         let line = proc_line(server.local_addr().unwrap(), None).unwrap();
-        let e = parse_line(&line).unwrap();
-        assert_eq!((e.state, e.rx_queue, e.inode), (st, rx, inode));
-        assert_eq!(e.local.ip(), Ipv4Addr::LOCALHOST);
+        let e = parse_line(&line).unwrap_or_else(|e| panic!("parse_line(&line) returned an error: {e}"));
+        assert_eq!((e.state, e.rx_queue, e.inode), (st, rx, inode), "`(e.state, e.rx_queue, e.inode)` should be `(st, rx, inode)`");
+        assert_eq!(e.local.ip(), Ipv4Addr::LOCALHOST, "`e.local.ip()` should be `Ipv4Addr::LOCALHOST`");
     }
 }
 
@@ -288,21 +288,21 @@ graded! {
             .trim()
             .parse()
             .unwrap();
-        let q0 = listener_queues(&lfd).unwrap();
-        assert_eq!(q0.ready, 0);
-        assert_eq!(q0.limit as i32, backlog.min(somaxconn));
+        let q0 = listener_queues(&lfd).unwrap_or_else(|e| panic!("listener_queues(&lfd) returned an error: {e}"));
+        assert_eq!(q0.ready, 0, "`q0.ready` should be `0`");
+        assert_eq!(q0.limit as i32, backlog.min(somaxconn), "`q0.limit as i32` should be `backlog.min(somaxconn)`");
         let clients: Vec<_> = (0..2).map(|_| support::std_client(&addr)).collect();
         let (_, rx, _) = proc_entry(support::std_addr(&addr), None).unwrap();
-        let q = listener_queues(&lfd).unwrap();
+        let q = listener_queues(&lfd).unwrap_or_else(|e| panic!("listener_queues(&lfd) returned an error: {e}"));
         assert_eq!(q.ready, rx, "/proc/net/tcp says {rx} wait for accept");
-        assert_eq!(q.ready as usize, clients.len());
+        assert_eq!(q.ready as usize, clients.len(), "`q.ready as usize` should be `clients.len()`");
         let raw = nix::sys::socket::accept(lfd.as_raw_fd()).unwrap();
         // SAFETY: accept returned a new fd that nothing else owns.
         let _conn = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
         let (_, rx, _) = proc_entry(support::std_addr(&addr), None).unwrap();
-        let q = listener_queues(&lfd).unwrap();
-        assert_eq!(q.ready, rx);
-        assert_eq!(q.ready as usize, clients.len() - 1);
+        let q = listener_queues(&lfd).unwrap_or_else(|e| panic!("listener_queues(&lfd) returned an error: {e}"));
+        assert_eq!(q.ready, rx, "`q.ready` should be `rx`");
+        assert_eq!(q.ready as usize, clients.len() - 1, "`q.ready as usize` should be `clients.len() - 1`");
     }
 }
 
@@ -312,9 +312,9 @@ graded! {
     fn listener_queues_rejects_a_connected_socket() {
         let server = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = support::std_client(&SockaddrStorage::from(server.local_addr().unwrap()));
-        assert!(listener_queues(&client).is_err());
+        assert!(listener_queues(&client).is_err(), "expected `listener_queues(&client).is_err()` to hold");
         let (lfd, _) = listener(2);
-        assert!(listener_queues(&lfd).is_ok());
+        assert!(listener_queues(&lfd).is_ok(), "expected `listener_queues(&lfd).is_ok()` to hold");
     }
 }
 
@@ -359,16 +359,16 @@ graded! {
         let ack = seq.rotate_left(13) ^ 0x8000_0001;
         for (flags, payload) in [(0x12u8, &b""[..]), (0x18, &b"hello"[..]), (0x11, &b"bye"[..]), (0x04, &b""[..])] {
             let bytes = build_tcp((40000 + (pid % 999) as u16, 80), seq, ack, flags, 65483, &[], payload);
-            let h = decode_tcp(&bytes).unwrap();
-            assert_eq!((h.src_port, h.dst_port), (40000 + (pid % 999) as u16, 80));
-            assert_eq!((h.seq, h.ack), (seq, ack));
-            assert_eq!(h.flags, flags);
-            assert_eq!(h.window, 65483);
-            assert_eq!(h.checksum, 0xBEEF);
-            assert_eq!(h.urgent, 7);
-            assert_eq!(h.header_len, 20);
-            assert_eq!(h.payload_len, payload.len());
-            assert!(h.options.is_empty());
+            let h = decode_tcp(&bytes).unwrap_or_else(|e| panic!("decode_tcp(&bytes) returned an error: {e}"));
+            assert_eq!((h.src_port, h.dst_port), (40000 + (pid % 999) as u16, 80), "`(h.src_port, h.dst_port)` should be `(40000 + (pid % 999) as u16, 80)`");
+            assert_eq!((h.seq, h.ack), (seq, ack), "`(h.seq, h.ack)` should be `(seq, ack)`");
+            assert_eq!(h.flags, flags, "`h.flags` should be `flags`");
+            assert_eq!(h.window, 65483, "`h.window` should be `65483`");
+            assert_eq!(h.checksum, 0xBEEF, "`h.checksum` should be `0xBEEF`");
+            assert_eq!(h.urgent, 7, "`h.urgent` should be `7`");
+            assert_eq!(h.header_len, 20, "`h.header_len` should be `20`");
+            assert_eq!(h.payload_len, payload.len(), "`h.payload_len` should be `payload.len()`");
+            assert!(h.options.is_empty(), "expected `h.options.is_empty()` to hold");
         }
     }
 }
@@ -383,8 +383,8 @@ graded! {
         o.extend_from_slice(&tsval.to_be_bytes());
         o.extend_from_slice(&0u32.to_be_bytes());
         o.extend_from_slice(&[1, 3, 3, 10]);
-        let h = decode_tcp(&build_tcp((1, 2), 3, 0, 0x02, 65495, &o, b"")).unwrap();
-        assert_eq!(h.header_len, 20 + o.len());
+        let h = decode_tcp(&build_tcp((1, 2), 3, 0, 0x02, 65495, &o, b"")).unwrap_or_else(|e| panic!("decode_tcp(&build_tcp((1, 2), 3, 0, 0x02, 65495, &o, b\"\")) returned an error: {e}"));
+        assert_eq!(h.header_len, 20 + o.len(), "`h.header_len` should be `20 + o.len()`");
         assert_eq!(
             h.options,
             vec![
@@ -392,22 +392,22 @@ graded! {
                 TcpOption::SackPermitted,
                 TcpOption::Timestamps(tsval, 0),
                 TcpOption::WindowScale(10),
-            ]
+            ], "`h.options` should be `vec![ TcpOption::Mss(0xffd7), TcpOption::SackPermitted, TcpOption::Timestamps(tsval, 0), TcpOptio...`"
         );
         let mut o = vec![1, 1, 5, 18];
         for v in [100u32, 200, 300, 400] {
             o.extend_from_slice(&v.to_be_bytes());
         }
         o.extend_from_slice(&[254, 4, 0xab, 0xcd, 0, 2, 4, 0x05, 0xb4]); // EOL, then bytes to ignore
-        let h = decode_tcp(&build_tcp((1, 2), 3, 4, 0x10, 9, &o, b"data")).unwrap();
+        let h = decode_tcp(&build_tcp((1, 2), 3, 4, 0x10, 9, &o, b"data")).unwrap_or_else(|e| panic!("decode_tcp(&build_tcp((1, 2), 3, 4, 0x10, 9, &o, b\"data\")) returned an error: {e}"));
         assert_eq!(
             h.options,
             vec![
                 TcpOption::Sack(vec![(100, 200), (300, 400)]),
                 TcpOption::Other(254, vec![0xab, 0xcd]),
-            ]
+            ], "`h.options` should be `vec![ TcpOption::Sack(vec![(100, 200), (300, 400)]), TcpOption::Other(254, vec![0xab, 0xcd]), ]`"
         );
-        assert_eq!(h.payload_len, 4);
+        assert_eq!(h.payload_len, 4, "`h.payload_len` should be `4`");
     }
 }
 
@@ -417,7 +417,7 @@ graded! {
     points = 1;
     fn decode_tcp_rejects_malformed_bytes() {
         let good = build_tcp((1, 2), 3, 4, 0x02, 5, &[2, 4, 5, 180], b"");
-        assert!(decode_tcp(&good).is_ok());
+        assert!(decode_tcp(&good).is_ok(), "expected `decode_tcp(&good).is_ok()` to hold");
         assert!(decode_tcp(&good[..19]).is_err(), "19 bytes");
         assert!(decode_tcp(&[]).is_err(), "no bytes");
         let mut short_offset = good.clone();

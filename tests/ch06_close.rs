@@ -78,10 +78,10 @@ graded! {
         });
         let fd = client(&addr, None);
         let port = local_port(&fd);
-        let got = graceful_close(fd, Duration::from_secs(3)).unwrap();
-        assert_eq!(String::from_utf8_lossy(&got), expect);
+        let got = graceful_close(fd, Duration::from_secs(3)).unwrap_or_else(|e| panic!("graceful_close(fd, Duration::from_secs(3)) returned an error: {e}"));
+        assert_eq!(String::from_utf8_lossy(&got), expect, "the client connected, called graceful_close; the server read to EOF (the FIN) and then sent {expect:?}: graceful_close should return exactly those bytes (read after shutdown(SHUT_WR), until the server's FIN)");
         let server_read = server.join_within(support::DEADLINE, "server");
-        assert!(server_read.is_empty());
+        assert!(server_read.is_empty(), "the client sent nothing, yet the server read {} bytes before EOF", server_read.len());
         assert_eq!(support::open_sockets_on_port(port), 0, "the client socket is still open");
     }
 }
@@ -99,9 +99,9 @@ graded! {
             s.write_all(&vec![b'z'; n]).unwrap();
         });
         let fd = client(&addr, None);
-        let got = graceful_close(fd, Duration::from_secs(3)).unwrap();
-        assert_eq!(got.len(), n);
-        assert!(got.iter().all(|&b| b == b'z'));
+        let got = graceful_close(fd, Duration::from_secs(3)).unwrap_or_else(|e| panic!("graceful_close(fd, Duration::from_secs(3)) returned an error: {e}"));
+        assert_eq!(got.len(), n, "the server sent {n} bytes after the client's FIN; graceful_close should read them all until EOF");
+        assert!(got.iter().all(|&b| b == b'z'), "the server sent only b'z' bytes; graceful_close returned others");
         server.join_within(support::DEADLINE, "server");
     }
 }
@@ -141,9 +141,9 @@ graded! {
         });
         // Small buffers: the bytes cannot all be waiting at once.
         let fd = client(&addr, Some(16 * 1024));
-        let left = how_peer_left(&fd, Duration::from_secs(3)).unwrap();
+        let left = how_peer_left(&fd, Duration::from_secs(3)).unwrap_or_else(|e| panic!("how_peer_left(&fd, Duration::from_secs(3)) returned an error: {e}"));
         server.join_within(support::DEADLINE, "server");
-        assert_eq!(left, PeerLeft::Fin { bytes: n });
+        assert_eq!(left, PeerLeft::Fin { bytes: n }, "the server wrote {n} bytes and closed (FIN): how_peer_left should count every byte, then see read() return 0");
     }
 }
 
@@ -162,8 +162,8 @@ graded! {
         let fd = client(&addr, None);
         server.join_within(support::DEADLINE, "server");
         assert_eq!(
-            how_peer_left(&fd, Duration::from_secs(3)).unwrap(),
-            PeerLeft::Reset { bytes: 0 }
+            how_peer_left(&fd, Duration::from_secs(3)).unwrap_or_else(|e| panic!("how_peer_left(&fd, Duration::from_secs(3)) returned an error: {e}")),
+            PeerLeft::Reset { bytes: 0 }, "`how_peer_left(&fd, Duration::from_secs(3)).unwrap()` should be `PeerLeft::Reset {{ bytes: 0 }}`"
         );
 
         let (l, addr) = listener();
@@ -174,8 +174,8 @@ graded! {
         sockbook::kit::wait::wait_readable(&s, support::DEADLINE).unwrap();
         drop(s);
         assert_eq!(
-            how_peer_left(&fd, Duration::from_secs(3)).unwrap(),
-            PeerLeft::Reset { bytes: 0 }
+            how_peer_left(&fd, Duration::from_secs(3)).unwrap_or_else(|e| panic!("how_peer_left(&fd, Duration::from_secs(3)) returned an error: {e}")),
+            PeerLeft::Reset { bytes: 0 }, "`how_peer_left(&fd, Duration::from_secs(3)).unwrap()` should be `PeerLeft::Reset {{ bytes: 0 }}`"
         );
     }
 }
@@ -192,9 +192,9 @@ graded! {
         s.write_all(&vec![b'q'; n]).unwrap();
         let limit = Duration::from_millis(300);
         let t = Instant::now();
-        let left = how_peer_left(&fd, limit).unwrap();
+        let left = how_peer_left(&fd, limit).unwrap_or_else(|e| panic!("how_peer_left(&fd, limit) returned an error: {e}"));
         let took = t.elapsed();
-        assert_eq!(left, PeerLeft::Silent { bytes: n });
+        assert_eq!(left, PeerLeft::Silent { bytes: n }, "the peer wrote {n} bytes and then stayed silent, neither FIN nor RST, for longer than the {limit:?} limit");
         assert!(took >= limit - Duration::from_millis(20), "returned early: {took:?}");
         assert!(took < Duration::from_secs(2), "returned late: {took:?}");
         drop(s);
@@ -238,12 +238,12 @@ graded! {
         let input: Vec<u8> = (0..60_000)
             .flat_map(|i| format!("line {i} of the input, {}\n", i * 7919 % 104_729).into_bytes())
             .collect();
-        let got = half_close_exchange(&fd, &input, Duration::from_secs(4)).unwrap();
+        let got = half_close_exchange(&fd, &input, Duration::from_secs(4)).unwrap_or_else(|e| panic!("half_close_exchange(&fd, &input, Duration::from_secs(4)) returned an error: {e}"));
         let total = server.join_within(support::DEADLINE, "server");
         assert_eq!(total, input.len(), "the server did not receive the whole input");
         let mut expect = input.to_ascii_uppercase();
         expect.extend_from_slice(format!("done {}\n", input.len()).as_bytes());
-        assert_eq!(got.len(), expect.len());
+        assert_eq!(got.len(), expect.len(), "{} bytes of input, upper-cased back plus a final \"done N\" line: half_close_exchange returned {} bytes, expected {}", input.len(), got.len(), expect.len());
         assert!(got == expect, "the replies differ from the upper-cased input");
     }
 }
@@ -265,9 +265,9 @@ graded! {
         });
         let fd = client(&addr, None);
         let input = format!("question {}\n", tag()).repeat(50);
-        let got = half_close_exchange(&fd, input.as_bytes(), Duration::from_secs(3)).unwrap();
+        let got = half_close_exchange(&fd, input.as_bytes(), Duration::from_secs(3)).unwrap_or_else(|e| panic!("half_close_exchange(&fd, input.as_bytes(), Duration::from_secs(3)) returned an error: {e}"));
         let reply = server.join_within(support::DEADLINE, "server");
-        assert_eq!(String::from_utf8_lossy(&got), reply);
+        assert_eq!(String::from_utf8_lossy(&got), reply, "`String::from_utf8_lossy(&got)` should be `reply`");
         let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL).unwrap();
         assert!(
             !nix::fcntl::OFlag::from_bits_truncate(flags).contains(nix::fcntl::OFlag::O_NONBLOCK),

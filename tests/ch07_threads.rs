@@ -101,10 +101,10 @@ graded! {
         assert_eq!(open_sockets_on_port(srv.port), 1, "only the listener is left open");
         srv.stop.fire();
         let report = srv.server.join_within(Duration::from_secs(3), "server after stop").unwrap();
-        assert_eq!(report.accepted, 3);
+        assert_eq!(report.accepted, 3, "3 clients connected to serve(); Report::accepted");
         assert_eq!(report.spawned, 3, "one thread per connection");
         assert_eq!(report.joined, report.spawned, "every thread joined");
-        assert_eq!(report.refused, 0);
+        assert_eq!(report.refused, 0, "3 clients with a limit above 3: none should be refused");
         assert_eq!(open_sockets_on_port(srv.port), 0, "listener and connections closed");
     }
 }
@@ -127,16 +127,16 @@ graded! {
         );
         assert_eq!(srv.live.conns(), 2, "the refused client took no place");
         drop(a);
-        assert!(srv.live.wait_until(Duration::from_secs(3), |conns, _| conns <= 1));
+        assert!(srv.live.wait_until(Duration::from_secs(3), |conns, _| conns <= 1), "client a closed; within 3 s its connection thread should end and live count drop to 1 (got {})", srv.live.conns());
         let mut d = std_client(&srv.addr);
         echo(&mut d, b"d gets a's place\n");
         echo(&mut b, b"b is still served\n");
         drop((b, c, d));
         srv.stop.fire();
         let report = srv.server.join_within(Duration::from_secs(3), "server after stop").unwrap();
-        assert_eq!(report.accepted, 4);
-        assert_eq!(report.refused, 1);
-        assert_eq!(report.spawned, 3);
+        assert_eq!(report.accepted, 4, "4 clients (a, b, c, d) connected; Report::accepted counts the refused one too");
+        assert_eq!(report.refused, 1, "max_conns 2: of clients a, b, c, d only c (the third while a and b were open) should be refused (echo::refuse)");
+        assert_eq!(report.spawned, 3, "a, b and d were served: 3 connection threads (spawn_connection), none for the refused c");
         assert_eq!(report.joined, 3, "every thread joined");
         assert_eq!(open_sockets_on_port(srv.port), 0, "no fd left behind");
     }
@@ -172,7 +172,7 @@ graded! {
         );
         assert_eq!(report.cut, 0, "nothing had to be cut");
         assert_eq!(report.joined, report.spawned, "every thread joined");
-        assert_eq!(srv.live.threads(), 0);
+        assert_eq!(srv.live.threads(), 0, "after stop and drain, every connection thread should have been joined (live threads left)");
         assert_eq!(open_sockets_on_port(srv.port), 0, "no fd left behind");
     }
 }
@@ -198,7 +198,7 @@ graded! {
         assert_eq!(read_to_eof(&mut a), b"", "a sees EOF");
         assert_eq!(read_to_eof(&mut b), b"", "b sees EOF");
         assert_eq!(report.joined, report.spawned, "every thread joined");
-        assert_eq!(srv.live.threads(), 0);
+        assert_eq!(srv.live.threads(), 0, "after stop and drain, every connection thread should have been joined (live threads left)");
         assert_eq!(open_sockets_on_port(srv.port), 0, "no fd left behind");
     }
 }
@@ -233,7 +233,7 @@ graded! {
         });
         let grace = Duration::from_millis(200);
         let began = Instant::now();
-        let drained = ch07::drain(&live, grace).unwrap();
+        let drained = ch07::drain(&live, grace).unwrap_or_else(|e| panic!("drain(&live, grace) returned an error: {e}"));
         let took = began.elapsed();
         assert!(took >= grace, "drain returned after {took:?}, before the {grace:?} deadline");
         assert!(
@@ -241,7 +241,7 @@ graded! {
             "drain returned while the cut connection was still live ({} live)",
             live.conns()
         );
-        assert_eq!(drained, ch07::Drained { open: 1, cut: 1 });
+        assert_eq!(drained, ch07::Drained { open: 1, cut: 1 }, "one connection was open and did not finish within the grace period: drain should report open 1, and cut 1 (Live::cut_all)");
         assert_eq!(read_to_eof(&mut client), b"", "the cut peer reads EOF");
         thread.join().unwrap();
     }
