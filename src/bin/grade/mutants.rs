@@ -58,6 +58,8 @@ enum Verdict {
     NoBuild(String),
     /// The find text is not exactly once in a solution region.
     NoApply(String),
+    /// The reference itself does not get full marks in this chapter.
+    NoReference,
 }
 
 /// `grade mutants` options.
@@ -487,7 +489,11 @@ pub fn run(root: &Path, options: &MutantOptions) -> Result<bool, String> {
         env: vec![("CARGO_PROFILE_DEV_DEBUG".into(), "0".into())],
     };
     let all: Vec<String> = chapters.iter().cloned().collect();
-    let mut reference = run::grade(&tree, &grade_options(all.clone(), false))?;
+    let reference_options = |only: Vec<String>| Options {
+        threads: run::DEFAULT_THREADS,
+        ..grade_options(only, false)
+    };
+    let mut reference = run::grade(&tree, &reference_options(all.clone()))?;
     if reference
         .outcomes
         .iter()
@@ -504,35 +510,43 @@ pub fn run(root: &Path, options: &MutantOptions) -> Result<bool, String> {
             .env("CARGO_TARGET_DIR", &target_dir)
             .env("CARGO_PROFILE_DEV_DEBUG", "0");
         let _ = clean.status();
-        reference = run::grade(&tree, &grade_options(all, false))?;
+        reference = run::grade(&tree, &reference_options(all))?;
     }
-    let mut ok = true;
     let mut before: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     for ch in &chapters {
-        let (score, max) = chapter_score(&reference, ch);
-        before.insert(ch.clone(), (score, max));
-        if score != max || max == 0 {
-            println!(
-                "MUTANTS: the reference gets {score} / {max} in {ch}: fix that first ({})",
-                reference
-                    .outcomes
-                    .iter()
-                    .filter(|o| chapter_of(&o.test.target) == *ch && !o.passed)
-                    .map(|o| format!("{}: {}", o.full_name(), o.first_line()))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            );
-            ok = false;
+        let (mut score, mut max) = chapter_score(&reference, ch);
+        if score != max {
+            // Once more, on its own, with the grader's usual thread count: a
+            // loaded machine can make a reference test miss its deadline.
+            eprintln!("mutants: the reference gets {score} / {max} in {ch}: grading it again");
+            let mut again = grade_options(vec![ch.clone()], false);
+            again.threads = run::DEFAULT_THREADS;
+            let retry = run::grade(&tree, &again)?;
+            (score, max) = chapter_score(&retry, ch);
+            if score != max || max == 0 {
+                println!(
+                    "MUTANTS: the reference gets {score} / {max} in {ch}: its entries cannot be judged ({})",
+                    retry
+                        .outcomes
+                        .iter()
+                        .filter(|o| !o.passed)
+                        .map(|o| format!("{}: {}", o.full_name(), o.first_line()))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+                for (i, e) in entries.iter().enumerate() {
+                    if e.chapter == *ch && verdicts[i].is_none() {
+                        verdicts[i] = Some(Verdict::NoReference);
+                    }
+                }
+            }
         }
+        before.insert(ch.clone(), (score, max));
     }
     eprintln!(
         "mutants: reference graded in {:.0} s (build {:.0} s)",
         reference.seconds, reference.build_seconds
     );
-    if !ok {
-        println!("mutants: 0 passed, {} failed", entries.len());
-        return Ok(false);
-    }
 
     // Rounds: at most one entry per chapter, no two linked chapters.
     let mut queue: Vec<usize> = (0..entries.len())
@@ -592,6 +606,7 @@ pub fn run(root: &Path, options: &MutantOptions) -> Result<bool, String> {
             Verdict::Survived => "still gets full marks: no graded test catches it".to_string(),
             Verdict::NoBuild(err) => format!("does not build: {err}"),
             Verdict::NoApply(why) => format!("no longer applies: {why}"),
+            Verdict::NoReference => "not judged: the reference lacks full marks".to_string(),
             Verdict::Caught { .. } => unreachable!(),
         };
         println!(
@@ -723,6 +738,10 @@ fn print_row(e: &Entry, (before, _max): (u32, u32), v: &Verdict) {
         Verdict::Survived => (before.to_string(), "NOTHING: still full marks".to_string()),
         Verdict::NoBuild(err) => ("-".to_string(), format!("DOES NOT BUILD: {err}")),
         Verdict::NoApply(why) => ("-".to_string(), format!("DOES NOT APPLY: {why}")),
+        Verdict::NoReference => (
+            "-".to_string(),
+            "NOT JUDGED: the reference lacks full marks".to_string(),
+        ),
     };
     println!(
         "{:<5} {:<22} {:<58} {:>3} → {:<3}  {by}",
