@@ -317,7 +317,9 @@ pub fn chapter_links(root: &Path) -> Result<BTreeMap<String, BTreeSet<String>>, 
     Ok(links)
 }
 
-/// `chNN` for every `chNN_` in the code lines (comments skipped) of `text`.
+/// `chNN` for every path `::chNN_` (`crate::ch05_handshake`,
+/// `sockbook::ch04_select`) in the code lines (comments skipped) of `text`:
+/// a chapter named only in a string (a hint to run `ch02_tcp`) is no link.
 fn chapters_named(text: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     for line in text.lines() {
@@ -331,7 +333,8 @@ fn chapters_named(text: &str) -> BTreeSet<String> {
                 && b[i + 2].is_ascii_digit()
                 && b[i + 3].is_ascii_digit()
                 && b[i + 4] == b'_'
-                && (i == 0 || !(b[i - 1].is_ascii_alphanumeric()))
+                && i >= 2
+                && &b[i - 2..i] == b"::"
             {
                 found.insert(code[i..i + 4].to_string());
             }
@@ -458,6 +461,19 @@ pub fn run(root: &Path, options: &MutantOptions) -> Result<bool, String> {
                 e.chapter, e.assignment, e.mistake, state, e.origin
             );
         }
+        for (ch, linked) in chapter_links(root)? {
+            let others: Vec<&str> = linked
+                .iter()
+                .filter(|c| **c != ch)
+                .map(String::as_str)
+                .collect();
+            if !others.is_empty() {
+                println!(
+                    "links: {ch} names {} (never mutated in the same round)",
+                    others.join(" ")
+                );
+            }
+        }
         let bad = verdicts.iter().filter(|v| v.is_some()).count();
         println!("mutants: {} entries, {bad} do not apply", entries.len());
         return Ok(bad == 0);
@@ -560,8 +576,14 @@ pub fn run(root: &Path, options: &MutantOptions) -> Result<bool, String> {
         }
     }
     while !queue.is_empty() {
+        // Chapters with the most entries left go first, so that the run
+        // takes about as many rounds as the longest chain of linked
+        // chapters has entries.
+        let left = |ch: &str| queue.iter().filter(|&&k| entries[k].chapter == ch).count();
+        let mut order = queue.clone();
+        order.sort_by_key(|&i| std::cmp::Reverse(left(&entries[i].chapter)));
         let mut batch: Vec<usize> = Vec::new();
-        for &i in &queue {
+        for &i in &order {
             let ch = &entries[i].chapter;
             let clash = batch.iter().any(|&j| {
                 let other = &entries[j].chapter;
@@ -806,7 +828,7 @@ mod tests {
 
     #[test]
     fn names_linked_chapters() {
-        let t = "use crate::ch05_handshake::x;\n// ch03_sockopts in a comment\nlet a = sockbook::ch01_sockets::f();\nxch02_no";
+        let t = "use crate::ch05_handshake::x;\n// ch03_sockopts in a comment\nlet a = sockbook::ch01_sockets::f();\nxch02_no\nsay(\"run ch07_threads\");";
         let names: Vec<String> = chapters_named(t).into_iter().collect();
         assert_eq!(names, vec!["ch01", "ch05"]);
     }
