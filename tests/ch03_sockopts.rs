@@ -895,7 +895,7 @@ graded! {
         ] {
             let want = raw_set(&tcp4(), libc::IPPROTO_TCP, name, &(value as c_int))
                 .expect_err("the kernel accepted a value out of its range?");
-            let err = enable_keepalive(&tcp4(), idle, interval, probes).expect_err(&format!(
+            let err = enable_keepalive(tcp4(), idle, interval, probes).expect_err(&format!(
                 "enable_keepalive(fd, {idle}, {interval}, {probes}): the kernel refuses {value} \
                  ({want}), so this must be an Err"
             ));
