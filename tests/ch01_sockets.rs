@@ -727,8 +727,9 @@ fn run_connect_first(addrs: &[SocketAddr]) -> sockbook::kit::Result<std::os::fd:
         .join_within(
             support::DEADLINE,
             &format!(
-                "connect_first({shown}, {TRY_TIMEOUT:?}): a blocking connect to an address \
-                 that never answers waits minutes; use a nonblocking connect and poll"
+                "connect_first({shown}, {TRY_TIMEOUT:?}) did not return (if one of these \
+                 addresses never answers: a blocking connect there waits minutes; use a \
+                 nonblocking connect and poll with the timeout)"
             ),
         )
 }
