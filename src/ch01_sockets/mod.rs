@@ -15,6 +15,7 @@
 //! - Given: [`errno_name`], a table of errno names.
 
 pub mod demo;
+pub mod dualstack;
 
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::mem;

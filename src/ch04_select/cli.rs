@@ -32,6 +32,12 @@ USAGE:
                                     server to stdout; at the end of stdin it sends
                                     shutdown(SHUT_WR) and prints every reply until
                                     the server closes
+    ch04_select eintr               a signal during a blocked recv or poll: EINTR,
+                                    and which calls SA_RESTART restarts
+    ch04_select accept              between readiness and accept: a client that
+                                    resets (accept returns it, read gets
+                                    ECONNRESET), a rival accepter (EAGAIN), no
+                                    fds left (EMFILE, the connection stays queued)
 
 Try: ch04_select server   then, in two more terminals,   ch04_select client
 ";
@@ -51,6 +57,14 @@ pub fn main() {
         Some("client") => {
             check_options(&args, &["--addr"]);
             client(&args)
+        }
+        Some("eintr") => {
+            check_options(&args, &[]);
+            super::eintr::demo()
+        }
+        Some("accept") => {
+            check_options(&args, &[]);
+            super::acceptrace::demo()
         }
         Some(other) => usage_error(USAGE, &format!("unknown subcommand {other:?}")),
     });

@@ -1,9 +1,11 @@
 #![doc = include_str!("../../chapters/04-select.md")]
 
+pub mod acceptrace;
 pub mod chat;
 pub mod cli;
 pub mod client;
 pub mod demo;
+pub mod eintr;
 pub mod fdlimit;
 pub mod frame;
 pub mod loops;
