@@ -36,12 +36,44 @@ fn demo_exits_zero_in_time() {
         "EACCES",
         "copy at the member",
         "batches of 32",
+        "8b. Multicast between two namespaces",
         "Truncated",
         "intact: true",
     ] {
         assert!(
             run.stdout.contains(needle),
             "demo output lacks {needle:?}:\n{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn veth_part_shows_loop_and_ttl_or_says_why_not() {
+    let run = run_bin(BIN, &["demo", "veth"], Duration::from_secs(30));
+    assert!(
+        run.status.success(),
+        "demo veth failed: {}\n{}",
+        run.stderr,
+        run.stdout
+    );
+    if let Some(why) = sockbook::kit::lab::refusal() {
+        assert!(
+            run.stdout.contains("skipped"),
+            "refused ({why}) but no skip line:\n{}",
+            run.stdout
+        );
+        return;
+    }
+    for needle in [
+        "TTL 1, LOOP 1: sendto(239.255.8.8",
+        "-> 1 at b, 1 at a's own member",
+        "-> 1 at b, 0 at a's own member",
+        "-> 0 at b, 1 at a's own member",
+    ] {
+        assert!(
+            run.stdout.contains(needle),
+            "demo veth lacks {needle:?}:\n{}",
             run.stdout
         );
     }

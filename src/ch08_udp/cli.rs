@@ -25,7 +25,8 @@ ch08_udp: datagrams, connected UDP, lost and reordered messages
 USAGE:
     ch08_udp                        narrated demo on loopback, every part below
     ch08_udp demo PART              one part: boundaries trunc connected recverr
-                                    loss sizes broadcast multicast batch echo reliable
+                                    loss sizes broadcast multicast veth batch echo
+                                    reliable
     ch08_udp server [--addr A] [--buf N]
                                     UDP echo server (default 127.0.0.1:7008); reports
                                     datagrams longer than its N-byte buffer (MSG_TRUNC)
