@@ -175,6 +175,30 @@ fn server_echoes_and_survives_garbage_floods_and_oversized_datagrams() {
     assert!(log.contains("stopped:"), "no closing line:\n{log}");
 }
 
+#[test]
+fn batched_server_echoes_every_datagram_whole() {
+    let server = ServerProcess::start(
+        BIN,
+        &["server", "--addr", "127.0.0.1:0", "--batch", "8"],
+        DEADLINE,
+    );
+    let addr = std_addr(&server.addr);
+    let clients: Vec<UdpSocket> = (0..20).map(|_| udp(DEADLINE)).collect();
+    let mut buf = vec![0u8; 70_000];
+    for size in [0usize, 1, 1400, 65_507] {
+        for (i, c) in clients.iter().enumerate() {
+            let msg: Vec<u8> = (0..size).map(|k| (k + i) as u8).collect();
+            c.send_to(&msg, addr).unwrap();
+            let (n, _) = c
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("client {i}, {size} bytes: no echo ({e})"));
+            assert!(buf[..n] == msg[..], "client {i}: {n} bytes back for {size}");
+        }
+    }
+    let log = terminate(server);
+    assert!(log.contains("stopped: 80 echoed"), "{log}");
+}
+
 /// A std echo server on a thread that answers until `quit` arrives.
 fn std_echo() -> (SocketAddr, Background<usize>) {
     let s = udp(Duration::from_secs(20));
