@@ -574,6 +574,16 @@ pub fn multicast() -> Result<()> {
         rx.as_raw_fd()
     );
     let to = nix_addr(GROUP, port);
+    let fresh = dgram::udp_socket("", AddressFamily::Inet)?;
+    let default_ttl =
+        socket::getsockopt(&fresh, sockopt::IpMulticastTtl).call("getsockopt(IP_MULTICAST_TTL)")?;
+    let default_loop = socket::getsockopt(&fresh, sockopt::IpMulticastLoop)
+        .call("getsockopt(IP_MULTICAST_LOOP)")?;
+    say!(
+        "",
+        "a new socket's defaults: IP_MULTICAST_TTL {default_ttl}, IP_MULTICAST_LOOP {}",
+        default_loop as u8
+    );
     for ttl in [0u8, 1] {
         for looped in [false, true] {
             let tx = dgram::udp_socket("", AddressFamily::Inet)?;
