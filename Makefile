@@ -1,5 +1,7 @@
 # sockbook — see README.md. Every target runs on loopback only.
 CARGO ?= cargo
+comma := ,
+space := $(subst ,, )
 GRADE  = $(CARGO) run --quiet --bin grade --
 
 .PHONY: help run tour test grade student hang selfcheck lint doc bench clean
@@ -15,8 +17,9 @@ help:
 	@echo "make selfcheck reference full marks; student and hang editions score 0"
 	@echo "make lint      cargo fmt --check and clippy -D warnings"
 	@echo "make doc       the API docs, with each chapter as its module's page"
-	@echo "make bench     rank the server designs against a tokio peer (a few minutes);"
-	@echo "               BENCH='--secs 5 --scenarios busy' to choose"
+	@echo "make bench     every chapter's servers against a real peer, alternating rounds,"
+	@echo "               median ratios with a range (a few minutes); CHAPTERS='ch07' to pick,"
+	@echo "               BENCH='--rounds 9 --scenarios busy' for more"
 
 run:
 	@$(CARGO) run --quiet --bin ch01_sockets
@@ -59,7 +62,7 @@ bench:
 	$(CARGO) build --release --bins
 	$(CARGO) build --release --manifest-path bench/tokio-echo/Cargo.toml --target-dir target/bench/tokio-build \
 		|| echo "bench: the tokio peer did not build; the table will have no ratio column"
-	$(CARGO) run --release --quiet --bin ch07_threads_bench -- run $(BENCH)
+	$(CARGO) run --release --quiet --bin bench -- run $(if $(CHAPTERS),--chapters $(subst $(space),$(comma),$(strip $(CHAPTERS)))) $(BENCH)
 
 clean:
 	$(CARGO) clean

@@ -7,6 +7,9 @@
 
 pub mod kit;
 
+/// The benchmark harness behind `make bench` (not a chapter).
+pub mod bench;
+
 pub mod ch01_sockets;
 pub mod ch02_tcp;
 pub mod ch03_sockopts;

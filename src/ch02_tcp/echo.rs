@@ -143,8 +143,11 @@ pub fn echo_connection(
 ///    `wait_readable_or_stop(listener, stop, None)`: on `Woke::Stop` return
 ///    the stats;
 /// 2. accept the connection ([`super::accept_peer`]). `ECONNABORTED` and
-///    `EINTR` (a client gave up while it waited in the queue, a signal) are
-///    not fatal: go round again. Other accept errors: return them;
+///    `EINTR` (a connection lost before it could be handed over, a signal)
+///    are not fatal: go round again. Other accept errors: return them. (A
+///    client that *reset* while it waited in the queue is no accept error
+///    on Linux: `accept` returns it and the first read gets ECONNRESET,
+///    which step 3 handles as a failed connection.);
 /// 3. serve it with [`echo_connection`]. An error there (a reset, a client
 ///    that never reads...) ends **that connection only**: count it in
 ///    `failed`, say what happened, carry on. `ConnEnd::Stopped` means
@@ -335,7 +338,8 @@ pub fn with_hint(e: Error) -> Error {
     if e.errno() == Some(Errno::EADDRINUSE) {
         Error::msg(format!(
             "{e}\n  another socket holds that port (a running server, or a recent \
-             connection in TIME_WAIT: chapter 3's SO_REUSEADDR); try --addr 127.0.0.1:0"
+             connection in TIME_WAIT: chapter 3's SO_REUSEADDR, which must be set \
+             by the old server as well as the new); try --addr 127.0.0.1:0"
         ))
     } else {
         e

@@ -4,7 +4,7 @@ pub mod demo;
 pub mod echo;
 pub mod fork;
 pub mod live;
-pub mod load;
+pub use crate::bench::load;
 pub mod pool;
 pub mod proc;
 pub mod reuseport;

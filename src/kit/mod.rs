@@ -11,12 +11,14 @@
 //! | [`args`] | subcommands, `--addr`, `--help` |
 //! | [`stop`] | Ctrl-C as a pollable fd, for clean server shutdown |
 //! | [`netns`] | a private user + network namespace: can we, enter it, why not |
+//! | [`lab`] | hosts and routers as network namespaces joined by veth pairs |
 //! | [`tcp`] | `TCP_INFO` (short-length tolerant) and TCP state names |
 
 pub mod addr;
 pub mod args;
 pub mod error;
 pub mod io;
+pub mod lab;
 pub mod narrate;
 pub mod net;
 pub mod netns;

@@ -265,3 +265,9 @@ pub fn skip(reason: &str) {
 pub fn netns_refused() -> Option<&'static str> {
     sockbook::kit::netns::refusal()
 }
+
+/// Run a test's body in a private user + network namespace (a child
+/// process), or report it skipped where that is refused.
+pub mod netns_child;
+#[allow(unused_imports)] // only the tests that need a namespace use it
+pub use netns_child::in_private_netns;
