@@ -8,7 +8,7 @@
 #[macro_use]
 mod support;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::mpsc;
@@ -50,6 +50,18 @@ impl Server {
         Server::start_on(kind, listener, addr)
     }
 
+    /// `start` with small socket buffers on the listener, which accepted
+    /// sockets inherit (and which stops the kernel growing them): the
+    /// server's sends hit EAGAIN after a few KiB, so the test sees what it
+    /// does with output the kernel will not take yet.
+    fn start_small_sndbuf(kind: Kind) -> Server {
+        narrate::set_quiet(true);
+        let (listener, addr) = net::tcp_listen("server", &support::loopback_any(), 1024).unwrap();
+        socket::setsockopt(&listener, socket::sockopt::SndBuf, &8192).unwrap();
+        socket::setsockopt(&listener, socket::sockopt::RcvBuf, &8192).unwrap();
+        Server::start_on(kind, listener, addr)
+    }
+
     /// Serve on a listener the test made (and may have queued clients on).
     fn start_on(kind: Kind, listener: OwnedFd, addr: SockaddrStorage) -> Server {
         net::set_nonblocking(&listener, true).unwrap();
@@ -65,7 +77,9 @@ impl Server {
                 Kind::Idle(t) => serve_idle(listener.as_fd(), stop_r.as_fd(), t),
             }
         });
-        let tid = tid_rx.recv_timeout(DEADLINE).expect("server thread started");
+        let tid = tid_rx
+            .recv_timeout(DEADLINE)
+            .expect("server thread started");
         Server {
             kind,
             addr: std_addr(&addr),
@@ -173,24 +187,34 @@ fn echo_concurrently(mut s: TcpStream, data: Vec<u8>) -> Vec<u8> {
 /// EAGAIN and wait for EPOLLOUT. A small receive buffer (set before
 /// connect) makes the stall come early.
 fn late_reader(server: &Server, total: usize) {
-    let fd = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).unwrap();
+    let fd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
     socket::setsockopt(&fd, socket::sockopt::RcvBuf, &4096).unwrap();
+    socket::setsockopt(&fd, socket::sockopt::SndBuf, &8192).unwrap();
     socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(server.addr)).unwrap();
     let s = TcpStream::from(fd);
     s.set_read_timeout(Some(DEADLINE)).unwrap();
     let data = pattern(99, total);
     let expect = data.clone();
-    let mut w = s.try_clone().unwrap();
-    w.set_nonblocking(true).unwrap();
+    // The writer uses MSG_DONTWAIT on each send: O_NONBLOCK would be
+    // shared with the reader's dup of the same socket.
+    let w = s.try_clone().unwrap();
     let (stalled_tx, stalled) = mpsc::channel();
     let writer = Background::spawn("late writer", move || -> Result<usize, String> {
         let mut sent = 0;
         let mut told = false;
         let deadline = Instant::now() + Duration::from_secs(20);
+        let flags = socket::MsgFlags::MSG_DONTWAIT | socket::MsgFlags::MSG_NOSIGNAL;
         while sent < data.len() {
-            match w.write(&data[sent..]) {
+            match socket::send(w.as_raw_fd(), &data[sent..], flags) {
                 Ok(n) => sent += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => {
                     if !told {
                         let _ = stalled_tx.send(sent);
                         told = true;
@@ -206,7 +230,7 @@ fn late_reader(server: &Server, total: usize) {
                     // SAFETY: one valid pollfd, length 1.
                     unsafe { libc::poll(p.as_mut_ptr(), 1, 100) };
                 }
-                Err(e) => return Err(format!("write after {sent} bytes: {e}")),
+                Err(e) => return Err(format!("send after {sent} bytes: {e}")),
             }
         }
         let _ = w.shutdown(std::net::Shutdown::Write);
@@ -311,7 +335,7 @@ graded! {
     points = 3;
     secs = 30;
     fn lt_keeps_output_for_a_client_that_reads_late() {
-        let server = Server::start(Kind::Level);
+        let server = Server::start_small_sndbuf(Kind::Level);
         late_reader(&server, 1 << 20);
         server.stop();
     }
@@ -356,7 +380,7 @@ graded! {
     points = 2;
     secs = 30;
     fn et_keeps_output_for_a_client_that_reads_late() {
-        let server = Server::start(Kind::Edge);
+        let server = Server::start_small_sndbuf(Kind::Edge);
         late_reader(&server, 1 << 20);
         server.stop();
     }
@@ -538,7 +562,12 @@ fn lower_fd_limit(pid: i32, soft: u64) {
     };
     // SAFETY: set the child's limits from `new`.
     let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
-    assert_eq!(rc, 0, "prlimit({pid}, RLIMIT_NOFILE, {soft}): {}", Errno::last());
+    assert_eq!(
+        rc,
+        0,
+        "prlimit({pid}, RLIMIT_NOFILE, {soft}): {}",
+        Errno::last()
+    );
 }
 
 fn runnable_ns(pid: i32) -> u64 {
@@ -546,13 +575,24 @@ fn runnable_ns(pid: i32) -> u64 {
         .unwrap_or_else(|e| panic!("the server process {pid} is gone ({e}): did EMFILE kill it?"));
     dir.flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .map(|s| s.split_whitespace().take(2).map(|w| w.parse::<u64>().unwrap_or(0)).sum::<u64>())
+        .map(|s| {
+            s.split_whitespace()
+                .take(2)
+                .map(|w| w.parse::<u64>().unwrap_or(0))
+                .sum::<u64>()
+        })
         .sum()
 }
 
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(false)
 }
 
