@@ -49,8 +49,10 @@ pub fn run() -> Result<()> {
     for (_, part) in PARTS {
         part()?;
     }
+    // A small C10K: two sizes, short runs. `ch09_epoll c10k` goes to 10,000.
+    super::c10k::run(&[100, 2000], 16, Duration::from_millis(300))?;
     heading("done");
-    note("C10K, poll against epoll with thousands of idle connections: `ch09_epoll c10k`");
+    note("the full C10K measurement, up to 10,000 idle connections: `ch09_epoll c10k`");
     note(
         "Try: `ch09_epoll server --design et` and `strace -f -e trace=epoll_wait,epoll_ctl,accept4 -p PID`",
     );
