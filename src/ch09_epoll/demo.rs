@@ -684,6 +684,7 @@ pub fn fds_in_one_loop() -> Result<()> {
         efd.as_fd().as_raw_fd(),
         sfd.as_fd().as_raw_fd()
     );
+    let t0 = Instant::now();
     timer.arm(Duration::from_millis(150))?;
     let waker = efd
         .as_fd()
@@ -693,7 +694,6 @@ pub fn fds_in_one_loop() -> Result<()> {
         std::thread::sleep(Duration::from_millis(50)); // the helper's own work
         nix::unistd::write(&waker, &3u64.to_ne_bytes())
     });
-    let t0 = Instant::now();
     loop {
         let events = wait_events(&ep, 2000)?;
         if events.is_empty() {
@@ -729,6 +729,15 @@ pub fn fds_in_one_loop() -> Result<()> {
     }
     let _ = helper.join();
     mask.thread_unblock().call("pthread_sigmask(SIG_UNBLOCK)")?;
+    // Re-arming clears an expiry nobody has read yet.
+    timer.arm(Duration::from_millis(10))?;
+    wait::wait_readable(&timer, Duration::from_secs(2))?;
+    timer.arm(Duration::from_secs(60))?;
+    say!(
+        "",
+        "armed 10 ms, fired (readable), re-armed before reading: read gives {} expiries (EAGAIN): re-arming clears it",
+        timer.expirations()?
+    );
 
     heading("idle timeouts: one timerfd per connection");
     let (listener, at) = net::tcp_listen("server", &loopback()?, 16)?;
