@@ -17,4 +17,5 @@ pub mod ch04_select;
 pub mod ch05_handshake;
 pub mod ch06_close;
 pub mod ch07_threads;
+pub mod ch08_udp;
 pub mod ch09_epoll;

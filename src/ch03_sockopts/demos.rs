@@ -1058,8 +1058,10 @@ pub const DEMOS: &[(&str, Demo, &str)] = &[
 /// `server [--addr A]`: a real peer to poke with `nc`. For every connection
 /// it writes back, as text, the options of the *accepted* socket (inherited
 /// from the listener, or set by the handshake) and a `TCP_INFO` snapshot,
-/// then closes. Runs until Ctrl-C.
+/// then closes. One client at a time (each for at most about 2.5 s: a 2 s
+/// send timeout and half a second to drain), backlog 16. Runs until Ctrl-C.
 pub fn server(addr: &SockaddrStorage, stop: &crate::kit::stop::Stop) -> Result<()> {
+    use crate::kit::accept::AcceptError;
     use crate::kit::stop::Woke;
     // Quietly: the first line of output must be `listening on …`.
     use nix::sys::socket::SockaddrLike;
@@ -1088,10 +1090,14 @@ pub fn server(addr: &SockaddrStorage, stop: &crate::kit::stop::Stop) -> Result<(
         }
         let (conn, peer) = match net::accept("server", &listener) {
             Ok(c) => c,
-            Err(e) => {
-                say!("server", "{e} (carrying on)");
-                continue;
-            }
+            Err(e) => match crate::kit::accept::triage("server", &e) {
+                AcceptError::Again | AcceptError::Dropped => continue,
+                AcceptError::OutOfFds => {
+                    crate::kit::accept::back_off(stop.fd());
+                    continue;
+                }
+                AcceptError::Fatal => return Err(e),
+            },
         };
         if let Err(e) = report_to_peer(&conn).and_then(|()| drain(&conn)) {
             say!("server", "{peer}: {e} (carrying on)");

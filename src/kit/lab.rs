@@ -16,7 +16,8 @@
 //! lab.link(&r, "10.0.2.254/24", &b, "10.0.2.1/24")?;
 //! lab.route(&a, "default", "10.0.1.254")?;
 //! lab.route(&b, "default", "10.0.2.254")?;
-//! let sock = a.run(|| std::net::UdpSocket::bind("10.0.1.1:0"))??;
+//! let sock = a.run(|| std::net::UdpSocket::bind("10.0.1.1:0"))?
+//!     .map_err(|e| sockbook::kit::Error::msg(format!("bind: {e}")))?;
 //! lab.set_down(&r, &ar)?;                  // r's end of the a–r cable goes dark
 //! # Ok(()) }
 //! ```

@@ -3,6 +3,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`error`] | [`Error`]: names the failed call and its errno |
+//! | [`accept`] | a failed `accept`: one connection's problem, out of fds, or fatal |
 //! | [`io`] | `readn`, `writen`, `read_line`, [`io::LineReader`] |
 //! | [`wait`] | bounded waits with `poll`: readable, writable, a line |
 //! | [`addr`] | parse `IP:PORT`, read the port back |
@@ -14,6 +15,7 @@
 //! | [`lab`] | hosts and routers as network namespaces joined by veth pairs |
 //! | [`tcp`] | `TCP_INFO` (short-length tolerant) and TCP state names |
 
+pub mod accept;
 pub mod addr;
 pub mod args;
 pub mod error;

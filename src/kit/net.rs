@@ -76,7 +76,9 @@ pub fn tcp_connect(who: &str, addr: &SockaddrStorage) -> Result<OwnedFd> {
 /// connection, narrated, with the peer's address as `accept4` itself
 /// returns it (nix's `accept` drops it; `getpeername` would fail with
 /// ENOTCONN on a connection the peer reset while it was queued, which Linux
-/// still hands to `accept`). Retries `EINTR`.
+/// still hands to `accept`). Retries `EINTR`. A failed accept is sorted by
+/// [`super::accept::triage`]: one connection's problem, out of fds, or the
+/// server's.
 pub fn accept(who: &str, listener: impl AsFd) -> Result<(OwnedFd, SockaddrStorage)> {
     let lfd = listener.as_fd().as_raw_fd();
     // SAFETY: sockaddr_storage is plain old data; all zero bytes is valid.

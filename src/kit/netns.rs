@@ -216,7 +216,8 @@ fn sysctl(path: &str) -> Option<i64> {
 fn explain(step: &str, errno: nix::errno::Errno) -> String {
     let setting = if sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == Some(1) {
         "kernel.apparmor_restrict_unprivileged_userns=1 (AppArmor); allow with \
-         `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`"
+         `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (in a GitHub \
+         workflow, a step that runs it; `make classroom` writes one)"
             .to_string()
     } else if sysctl("/proc/sys/user/max_user_namespaces") == Some(0) {
         "user.max_user_namespaces=0; allow with `sudo sysctl -w user.max_user_namespaces=10000`"
