@@ -3,7 +3,7 @@
 
 use std::os::fd::AsRawFd;
 
-use super::{Design, c10k, demo, listen_for, serve_echo, serve_idle};
+use super::{Design, Stats, c10k, demo, listen_for, serve_echo, serve_idle};
 use crate::kit::args::{Args, usage_error};
 use crate::kit::stop::Stop;
 use crate::kit::{Result, narrate, net};
@@ -109,29 +109,57 @@ fn server(args: &Args) -> Result<()> {
     narrate::set_quiet(false);
     let listeners = listening?;
     let bound = net::local_addr(&listeners[0])?;
-    println!("listening on {bound}");
-    say!(
-        "server",
-        "design {}{}, stop on signalfd {}; RLIMIT_NOFILE soft {old} -> {soft}",
-        design.name(),
-        match design {
-            Design::ReusePort | Design::Exclusive => format!(" x {threads} threads"),
-            _ => String::new(),
-        },
-        stop.fd().as_raw_fd()
-    );
-    let stats = if idle > 0 {
-        let listener = &listeners[0];
-        net::set_nonblocking(listener, true)?;
-        say!("server", "idle timeout {idle} ms (timerfd per connection)");
-        serve_idle(
-            std::os::fd::AsFd::as_fd(listener),
-            stop.fd(),
-            std::time::Duration::from_millis(idle),
-        )?
-    } else {
-        serve_echo(listeners, design, threads, stop.fd())?
+    // The loops create their epoll sets and spare fds as they start: wait
+    // for them before announcing the address, so that whoever counts our
+    // fds after `listening on` sees the server as it stays.
+    let loops = match design {
+        Design::ReusePort | Design::Exclusive if idle == 0 => threads,
+        Design::Poll if idle == 0 => 0,
+        _ => 1,
     };
+    let spares_before = fds_named("/dev/null");
+    let stats = std::thread::scope(|s| -> Result<Stats> {
+        let server = s.spawn(|| {
+            if idle > 0 {
+                let listener = &listeners[0];
+                net::set_nonblocking(listener, true)?;
+                serve_idle(
+                    std::os::fd::AsFd::as_fd(listener),
+                    stop.fd(),
+                    std::time::Duration::from_millis(idle),
+                )
+            } else {
+                serve_echo(listeners, design, threads, stop.fd())
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while (fds_named("anon_inode:[eventpoll]") < loops
+            || fds_named("/dev/null") < spares_before + loops)
+            && !server.is_finished()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        println!("listening on {bound}");
+        say!(
+            "server",
+            "design {}{}, stop on signalfd {}; RLIMIT_NOFILE soft {old} -> {soft}{}",
+            design.name(),
+            match design {
+                Design::ReusePort | Design::Exclusive => format!(" x {threads} threads"),
+                _ => String::new(),
+            },
+            stop.fd().as_raw_fd(),
+            if idle > 0 {
+                format!("; idle timeout {idle} ms (timerfd per connection)")
+            } else {
+                String::new()
+            }
+        );
+        server
+            .join()
+            .unwrap_or_else(|_| Err(crate::kit::Error::msg("the server thread panicked")))
+    })?;
     say!(
         "server",
         "stopped: {} accepted, {} shed for lack of fds, {} closed ({} idle), {} epoll_wait returns",
@@ -142,4 +170,13 @@ fn server(args: &Args) -> Result<()> {
         stats.wakeups
     );
     Ok(())
+}
+
+/// How many of this process's fds point at `target` (`/proc/self/fd`).
+fn fds_named(target: &str) -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |dir| {
+        dir.flatten()
+            .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy() == target))
+            .count()
+    })
 }
