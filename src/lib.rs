@@ -14,3 +14,4 @@ pub mod ch04_select;
 pub mod ch05_handshake;
 pub mod ch06_close;
 pub mod ch07_threads;
+pub mod ch10_unix;
