@@ -274,10 +274,45 @@ fn helper(args: &Args) -> Result<()> {
                     .unwrap_or_else(|e| e.to_string())
             );
         }
+        ["fd-echo", max] => {
+            let max: usize = max.parse().map_err(|_| Error::msg("max"))?;
+            fd_echo(max)?;
+        }
         _ => usage_error(
             USAGE,
-            "helper: connect PATH | claim NAME UID | netns-connect NAME",
+            "helper: connect PATH | claim NAME UID | netns-connect NAME | fd-echo MAX",
         ),
     }
+    Ok(())
+}
+
+/// `helper fd-echo MAX`, for the graded tests: fd 3 is a connected Unix
+/// socket. Each message that arrives (with up to MAX fds, via
+/// [`recv_fds`](super::fds::recv_fds)) is answered with a report
+/// `got N truncated B` carrying the same fds back
+/// ([`send_fds`](super::fds::send_fds)); then they are closed here. At EOF
+/// print how many fds this process had open at the start and at the end.
+fn fd_echo(max: usize) -> Result<()> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: the parent handed us fd 3 as our end of a socketpair; nothing
+    // else in this process owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(3) };
+    let open = || {
+        std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let at_start = open();
+    let mut buf = vec![0u8; 256];
+    loop {
+        let got = super::fds::recv_fds(&sock, &mut buf, max)?;
+        if got.len == 0 && got.fds.is_empty() {
+            break;
+        }
+        let report = format!("got {} truncated {}", got.fds.len(), got.fds_truncated);
+        let borrowed: Vec<_> = got.fds.iter().map(|f| f.as_fd()).collect();
+        super::fds::send_fds(&sock, report.as_bytes(), &borrowed)?;
+    }
+    println!("open fds at start {at_start} at end {}", open());
     Ok(())
 }
