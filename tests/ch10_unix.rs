@@ -529,7 +529,7 @@ graded! {
         let (tx, verdicts) = std::sync::mpsc::channel();
         let config = sockbook::ch10_unix::message::ServeConfig { verdicts: Some(tx), ..Default::default() };
         let server = Background::spawn("serve", move || sockbook::ch10_unix::serve(listener, stop_r.as_fd(), config));
-        let kid = client_child(&["--abstract", &name, "PING"], Some(other));
+        let kid = client_child(&["--abstract", &name], Some(other));
         let out = kid.finish();
         let mine = client_child(&["--abstract", &name, "PING"], None).finish();
         drop(stop_w);
@@ -582,7 +582,12 @@ graded! {
     /// the port keeps accepting.
     points = 3;
     fn failed_hand_over_keeps_the_port_open() {
-        for how in ["receives the fds, closes them, never confirms", "never reads, closes the channel", "replies NO"] {
+        for how in [
+            "receives the fds, closes them, never confirms",
+            "never reads, closes the channel",
+            "replies NO",
+            "keeps the fds and the channel, never replies",
+        ] {
             let (tcp, port) = tcp_listener();
             let before = link(&tcp);
             let (old_end, new_end) = pair(SockType::Stream);
@@ -600,21 +605,27 @@ graded! {
                         msg.msg_control = control.as_mut_ptr().cast();
                         msg.msg_controllen = 512;
                         assert!(unsafe { libc::recvmsg(new_end.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) } > 0);
+                        let mut got = Vec::new();
                         unsafe {
                             let c = libc::CMSG_FIRSTHDR(&msg);
                             if !c.is_null() {
                                 let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
                                 for i in 0..count {
-                                    libc::close(libc::CMSG_DATA(c).add(i * 4).cast::<RawFd>().read_unaligned());
+                                    let fd = libc::CMSG_DATA(c).add(i * 4).cast::<RawFd>().read_unaligned();
+                                    got.push(<OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd));
                                 }
                             }
                         }
                         if how.starts_with("replies") {
                             socket::send(new_end.as_raw_fd(), b"NO\n", MsgFlags::empty()).unwrap();
-                            return Some(new_end);
+                            return (Some(new_end), Vec::new());
+                        }
+                        if how.starts_with("keeps") {
+                            // held until after hand_over has given up
+                            return (Some(new_end), got);
                         }
                     }
-                    None
+                    (None, Vec::new())
                 }
             });
             let result = hand_over(vec![tcp], old_end.as_fd(), Duration::from_secs(2));
@@ -715,5 +726,43 @@ graded! {
         );
         assert_eq!(old_outcome.served + new_outcome.served, t.old + t.new, "servers' counts vs the client's");
         assert_eq!(open_sockets_on_port(port), 0, "port {port}: no socket left open after both servers are done");
+    }
+}
+
+graded! {
+    /// take_over refuses what it cannot hold whole: more listeners than
+    /// room (MSG_CTRUNC), a socket that is not listening, a message without
+    /// fds. It confirms none of them, so hand_over gets its sockets back.
+    points = 2;
+    fn take_over_rejects_what_it_cannot_hold() {
+        // Three listeners, room for two.
+        let three: Vec<(OwnedFd, u16)> = (0..3).map(|_| tcp_listener()).collect();
+        let links: Vec<String> = three.iter().map(|(fd, _)| link(fd)).collect();
+        let (old_end, new_end) = pair(SockType::Stream);
+        let successor = Background::spawn("take_over(2)", move || take_over(new_end.as_fd(), 2).map(|v| v.len()));
+        let handed = hand_over(three.into_iter().map(|(fd, _)| fd).collect(), old_end.as_fd(), Duration::from_secs(3));
+        let taken = successor.join_within(DEADLINE, "take_over");
+        assert!(taken.is_err(), "3 listeners sent, take_over(max 2): it must fail (MSG_CTRUNC: the third was closed in flight); it returned {taken:?}");
+        let back = handed.err().map(|(back, _)| back.iter().map(link).collect::<Vec<_>>());
+        assert_eq!(back, Some(links), "the successor failed: hand_over must give back all 3 listeners");
+
+        // A connected socket is not a listener.
+        let (listener, port) = tcp_listener();
+        let stray = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let conn = accept_within(&listener);
+        let (old_end, new_end) = pair(SockType::Stream);
+        let successor = Background::spawn("take_over", move || take_over(new_end.as_fd(), 2).map(|v| v.len()));
+        let handed = hand_over(vec![conn], old_end.as_fd(), Duration::from_secs(3));
+        let taken = successor.join_within(DEADLINE, "take_over");
+        assert!(taken.is_err(), "take_over of a connected (not listening) TCP socket must fail (SO_ACCEPTCONN is 0); got {taken:?}");
+        assert!(handed.is_err(), "and hand_over must then fail too");
+        drop((stray, listener));
+
+        // A message without fds.
+        let (old_end, new_end) = pair(SockType::Stream);
+        socket::send(old_end.as_raw_fd(), b"LISTENERS\n", MsgFlags::empty()).unwrap();
+        let taken = Background::spawn("take_over", move || take_over(new_end.as_fd(), 2).map(|v| v.len()))
+            .join_within(DEADLINE, "take_over");
+        assert!(taken.is_err(), "a LISTENERS message without fds: take_over must fail; got {taken:?}");
     }
 }
