@@ -38,7 +38,7 @@ fn demo_exits_zero_in_time_and_leaves_no_file() {
     for needle in [
         "msg_flags has MSG_TRUNC: true",
         "addrlen 2 ",
-        "(abstract: abstract",
+        "(abstract; abstract",
         "a stale socket, nobody listens",
         "SO_PEERCRED) = {pid=",
         "got 2 fds, MSG_CTRUNC = true",

@@ -163,7 +163,7 @@ pub fn addresses() -> Result<()> {
         Ok(_) => note("a 108-byte path was accepted"),
         Err(e) => say!(
             "",
-            "sockaddr_un of a {}-byte path: {e:?}: sun_path has room for 107 bytes and the NUL",
+            "nix's UnixAddr::new of a {}-byte path: {e:?}: it keeps room for the NUL (the kernel itself would take 108 bytes without one; portable code does not count on it)",
             long.len()
         ),
     }
@@ -175,7 +175,7 @@ fn show_name(what: &str, fd: &OwnedFd) -> Result<()> {
     let n = addr::raw_name(fd, false)?;
     say!(
         "",
-        "getsockname({}) -> addrlen {} sun_path {:?}  ({what}: {})",
+        "getsockname({}) -> addrlen {} sun_path {:?}  ({what}; {})",
         fd.as_raw_fd(),
         n.len,
         String::from_utf8_lossy(&n.path).replace('\0', "\\0"),
@@ -421,7 +421,7 @@ pub fn passing_fds() -> Result<()> {
     let fd = &got.fds[0];
     say!(
         "receiver",
-        "recvmsg({}, MSG_CMSG_CLOEXEC) = {} fds {:?}; {} is {} like {} ({} fds open on it now)",
+        "recvmsg({}, MSG_CMSG_CLOEXEC) = {} bytes + fds {:?}; {} is {} like {} ({} fds on that pipe now: read end, write end, the received copy)",
         b.as_raw_fd(),
         got.len,
         got.fds.iter().map(|f| f.as_raw_fd()).collect::<Vec<_>>(),
