@@ -200,7 +200,21 @@ fn client_child(args: &[&str], uid: Option<u32>) -> Kid {
     if let Some(uid) = uid {
         cmd.uid(uid); // gid stays ours: only the uid differs
     }
+    die_with_parent(&mut cmd);
     Kid(cmd.spawn().expect("spawn ch10_unix client"))
+}
+
+/// SIGKILL the child when the thread that spawned it dies (a test thread
+/// stuck in a hanging solution is only ended with the test process).
+fn die_with_parent(cmd: &mut Command) {
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 fn my_uid() -> u32 {
@@ -432,6 +446,7 @@ graded! {
                 Ok(())
             });
         }
+        die_with_parent(&mut cmd);
         let kid = Kid(cmd.spawn().expect("spawn ch10_unix helper fd-echo"));
         drop(theirs);
         for (n, expect) in [(1usize, "got 1 truncated false"), (8, "got 8 truncated false"), (11, "got 8 truncated true"), (0, "got 0 truncated false")] {
