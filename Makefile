@@ -1,8 +1,10 @@
 # sockbook — see README.md. Every target runs on loopback only.
 CARGO ?= cargo
+comma := ,
+space := $(subst ,, )
 GRADE  = $(CARGO) run --quiet --bin grade --
 
-.PHONY: help run tour test grade student hang selfcheck lint doc bench clean
+.PHONY: help run tour test grade student hang selfcheck mutants lint doc bench clean gradescope classroom gradescope-check
 
 help:
 	@echo "make run       chapter 1's demo (the first thing to run)"
@@ -10,13 +12,20 @@ help:
 	@echo "make test      lint, every test, and the grader's self-check"
 	@echo "make grade     run the graded tests: score table + target/grade/results.json"
 	@echo "               (CHAPTERS='ch03 ch04' for only those chapters)"
+	@echo "make gradescope target/gradescope/autograder.zip (CHAPTERS='ch02 ch04')"
+	@echo "make classroom .github/workflows/classroom.yml for GitHub Classroom (CHAPTERS=...)"
+	@echo "make gradescope-check  run the zip end to end as Gradescope would (a few minutes)"
 	@echo "make student   write the student edition to target/student/"
 	@echo "make hang      write the hang edition to target/hang/ (for the self-check)"
 	@echo "make selfcheck reference full marks; student and hang editions score 0"
+	@echo "               (CHAPTERS='ch03' for only those chapters)"
+	@echo "make mutants   every classic wrong solution in tests/mutants/ loses points"
+	@echo "               (CHAPTERS='ch03' for only those chapters)"
 	@echo "make lint      cargo fmt --check and clippy -D warnings"
 	@echo "make doc       the API docs, with each chapter as its module's page"
-	@echo "make bench     rank the server designs against a tokio peer (a few minutes);"
-	@echo "               BENCH='--secs 5 --scenarios busy' to choose"
+	@echo "make bench     every chapter's servers against a real peer, alternating rounds,"
+	@echo "               median ratios with a range (a few minutes); CHAPTERS='ch07' to pick,"
+	@echo "               BENCH='--rounds 9 --scenarios busy' for more"
 
 run:
 	@$(CARGO) run --quiet --bin ch01_sockets
@@ -27,13 +36,31 @@ tour:
 		$(CARGO) run --quiet --bin $$bin || exit 1; \
 	done
 
+# The graded test binaries (tests/chNN_*.rs) run once, in the self-check's
+# reference grade (which fails on any of their tests failing, graded or not);
+# cargo test runs everything else.
+OTHER_TESTS = $(foreach t,$(filter-out ch%,$(basename $(notdir $(wildcard tests/*.rs)))),--test $(t))
+
 test: lint
-	$(CARGO) test --quiet
+	$(CARGO) test --quiet --lib --bins $(OTHER_TESTS)
+	$(CARGO) test --quiet --doc
 	$(GRADE) selfcheck
 
 # make grade CHAPTERS="ch03 ch04" grades only those chapters.
 grade:
 	$(GRADE) $(foreach c,$(CHAPTERS),--chapter $(c))
+
+# The Gradescope autograder and the GitHub Classroom workflow (see README).
+gradescope:
+	$(GRADE) gradescope $(foreach c,$(CHAPTERS),--chapter $(c))
+
+classroom:
+	$(GRADE) classroom $(foreach c,$(CHAPTERS),--chapter $(c))
+
+# The zip end to end (reference, student edition, a broken build): slow, so
+# not part of `make test`; .ci/run runs it.
+gradescope-check:
+	$(CARGO) test --quiet --test classroom -- --ignored --test-threads=1
 
 student:
 	$(GRADE) edition student target/student
@@ -43,7 +70,10 @@ hang:
 	$(GRADE) edition hang target/hang
 
 selfcheck:
-	$(GRADE) selfcheck
+	$(GRADE) selfcheck $(foreach c,$(CHAPTERS),--chapter $(c))
+
+mutants:
+	$(GRADE) mutants $(foreach c,$(CHAPTERS),--chapter $(c))
 
 lint:
 	$(CARGO) fmt --check
@@ -59,7 +89,7 @@ bench:
 	$(CARGO) build --release --bins
 	$(CARGO) build --release --manifest-path bench/tokio-echo/Cargo.toml --target-dir target/bench/tokio-build \
 		|| echo "bench: the tokio peer did not build; the table will have no ratio column"
-	$(CARGO) run --release --quiet --bin ch07_threads_bench -- run $(BENCH)
+	$(CARGO) run --release --quiet --bin bench -- run $(if $(CHAPTERS),--chapters $(subst $(space),$(comma),$(strip $(CHAPTERS)))) $(BENCH)
 
 clean:
 	$(CARGO) clean

@@ -7,6 +7,9 @@
 
 pub mod kit;
 
+/// The benchmark harness behind `make bench` (not a chapter).
+pub mod bench;
+
 pub mod ch01_sockets;
 pub mod ch02_tcp;
 pub mod ch03_sockopts;
@@ -14,4 +17,5 @@ pub mod ch04_select;
 pub mod ch05_handshake;
 pub mod ch06_close;
 pub mod ch07_threads;
+pub mod ch08_udp;
 pub mod ch10_unix;

@@ -357,8 +357,10 @@ graded! {
 }
 
 graded! {
-    /// One mebibyte without a newline: echoed whole while the client sends.
-    points = 1;
+    /// One mebibyte without a newline: echoed whole while the client sends
+    /// (the server's sends come up short here: a server that ignores short
+    /// sends loses data, the core of the assignment, so 3 points).
+    points = 3;
     fn serve_echo_survives_a_megabyte_without_newline() {
         // A small send buffer on the server's side (accepted sockets inherit
         // it from the listener): its sends come up short, so a server that

@@ -258,6 +258,47 @@ const SPEC: &[(&str, c_int, c_int, T)] = &[
 
 /// Read one option independently and decode it into the chapter's `Value`
 /// (the container only; the decoding is this file's).
+/// `setsockopt` with the C struct for `value`, by raw libc; panics on -1.
+fn independent_set(fd: &impl AsFd, level: c_int, name: c_int, value: &Value) {
+    fn set<V>(fd: &impl AsFd, level: c_int, name: c_int, v: &V) {
+        // SAFETY: `v` is a live, initialised C value of size_of::<V>() bytes;
+        // the kernel only reads it.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_fd().as_raw_fd(),
+                level,
+                name,
+                std::ptr::from_ref(v).cast(),
+                size_of::<V>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "raw setsockopt({name}): {}", Errno::last());
+    }
+    match value {
+        Value::Flag(on) => set(fd, level, name, &c_int::from(*on)),
+        Value::Int(n) => set(fd, level, name, n),
+        Value::Linger { onoff, linger } => set(
+            fd,
+            level,
+            name,
+            &libc::linger {
+                l_onoff: *onoff,
+                l_linger: *linger,
+            },
+        ),
+        Value::Timeval { sec, usec } => set(
+            fd,
+            level,
+            name,
+            &libc::timeval {
+                tv_sec: *sec,
+                tv_usec: *usec,
+            },
+        ),
+        other => panic!("independent_set: {other:?} is not set by this test"),
+    }
+}
+
 fn independent(fd: &impl AsFd, level: c_int, name: c_int, t: T) -> Result<Value, Errno> {
     Ok(match t {
         T::Flag => Value::Flag(raw_get_as::<c_int>(fd, level, name)? != 0),
@@ -462,6 +503,17 @@ graded! {
             let report = set_and_explain(&fd, level, name, kind, &value)
                 .unwrap_or_else(|e| panic!("set option {name} to {value}: {e}"));
             let stored = independent(&fd, level, name, t).unwrap();
+            // What the kernel keeps when the same value is set by a raw
+            // setsockopt on a fresh socket: reading `fd` back alone cannot
+            // catch a solution that asked for the wrong thing.
+            let fresh = tcp4();
+            independent_set(&fresh, level, name, &value);
+            let expected = independent(&fresh, level, name, t).unwrap();
+            assert_eq!(
+                stored, expected,
+                "option {name}: after set_and_explain(.., {value}) the socket holds {stored}; \
+                 a raw setsockopt of the same value on a fresh socket leaves {expected}"
+            );
             assert_eq!(report.asked, value, "option {name}: asked");
             assert_eq!(report.got, stored, "option {name}: read back");
             assert_eq!(report.changed, stored != value, "option {name}: changed?");

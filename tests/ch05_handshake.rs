@@ -109,8 +109,9 @@ graded! {
 }
 
 graded! {
-    /// connect_timeout reports ECONNREFUSED from a port with no listener.
-    points = 1;
+    /// connect_timeout reports ECONNREFUSED from a port with no listener
+    /// (read from SO_ERROR: the core of a nonblocking connect, so 3 points).
+    points = 3;
     fn connect_timeout_reports_refused() {
         // Bound but not listening: the port is ours, and it answers SYN with RST.
         let holder = tcp_socket();

@@ -99,3 +99,28 @@ fn server_reports_options_to_each_client_and_stops_on_ctrl_c() {
     let (status, rest) = server.wait_exit(support::DEADLINE);
     assert!(status.success(), "{status:?}\n{rest:?}");
 }
+
+/// Linux: a TIME_WAIT entry keeps the SO_REUSEADDR flag of the socket it
+/// came from; `bind` gets past it only when the old listener and the new
+/// socket both set it (`inet_csk_bind_conflict`). Checked on this kernel.
+#[test]
+fn time_wait_keeps_the_old_listeners_reuse_flag() {
+    let cases = sockbook::ch03_sockopts::demos::time_wait_bind_matrix()
+        .unwrap_or_else(|e| panic!("setting up TIME_WAIT entries failed: {e}"));
+    for (old, new, result) in cases {
+        let expect_ok = old && new;
+        assert_eq!(
+            result.is_ok(),
+            expect_ok,
+            "old listener SO_REUSEADDR={old}, new socket SO_REUSEADDR={new}: bind past the \
+             TIME_WAIT entry returned {result:?}; Linux lets it through only when both set the flag"
+        );
+        if !expect_ok {
+            assert_eq!(
+                result,
+                Err(nix::errno::Errno::EADDRINUSE),
+                "old={old} new={new}: expected EADDRINUSE"
+            );
+        }
+    }
+}

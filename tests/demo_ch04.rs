@@ -200,3 +200,58 @@ fn echo_mode_returns_each_clients_bytes_to_it() {
         assert!(ok, "{args:?}: server did not exit 0 on SIGTERM:\n{log}");
     }
 }
+
+/// Between readiness and accept, on Linux: a connection reset while queued
+/// is still accepted and its first read fails with ECONNRESET; a rival
+/// accepter leaves EAGAIN; EMFILE leaves the connection queued.
+#[test]
+fn accept_subcommand_shows_reset_rival_and_emfile() {
+    let run = run_bin(BIN, &["accept"], Duration::from_secs(15));
+    assert!(
+        run.status.success(),
+        "accept part failed: {}\n{}",
+        run.stderr,
+        run.stdout
+    );
+    for needle in [
+        "(no error: the reset connection was still in the queue)",
+        "= -1 ECONNRESET",
+        "= -1 EAGAIN",
+        "= -1 EMFILE",
+        "(the connection is still queued)",
+        "(now it fits)",
+    ] {
+        assert!(
+            run.stdout.contains(needle),
+            "`ch04_select accept` output lacks {needle:?}:\n{}",
+            run.stdout
+        );
+    }
+}
+
+/// The kit's `accept` returns a connection the peer reset while it was
+/// queued (Linux hands it over; `getpeername` on it would say ENOTCONN).
+#[test]
+fn kit_accept_survives_a_reset_in_the_queue() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local_addr");
+    let client = TcpStream::connect(addr).expect("connect");
+    let fd = std::os::fd::OwnedFd::from(client);
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::Linger, &linger)
+        .expect("setsockopt(SO_LINGER)");
+    drop(fd);
+    sockbook::kit::wait::wait_readable(&listener, DEADLINE).expect("listener readable");
+    let (conn, peer) = sockbook::kit::net::accept("test", &listener)
+        .unwrap_or_else(|e| panic!("kit::net::accept on a reset, queued connection: {e}"));
+    let mut buf = [0u8; 8];
+    let got = nix::unistd::read(&conn, &mut buf);
+    assert_eq!(
+        got,
+        Err(nix::errno::Errno::ECONNRESET),
+        "first read on the accepted, reset connection from {peer}: expected ECONNRESET"
+    );
+}

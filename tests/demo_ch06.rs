@@ -31,6 +31,30 @@ fn demo_runs_every_part_and_exits_0() {
 }
 
 #[test]
+fn demo_captures_the_fins_in_a_private_namespace() {
+    if let Some(why) = support::netns_refused() {
+        return support::skip(why);
+    }
+    let out = support::run_bin(BIN, &["fourway", "--netns"], Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "ch06_close fourway --netns: {}",
+        out.stderr
+    );
+    assert!(
+        out.stdout
+            .contains("packet capture: AF_PACKET on the lo of a private user+network namespace"),
+        "--netns: the capture did not say it runs in the private namespace:\n{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("# packets:") && out.stdout.contains("FIN+ACK"),
+        "--netns: capture on, but no FIN in the packets shown:\n{}",
+        out.stdout
+    );
+}
+
+#[test]
 fn each_subcommand_exits_0() {
     for sub in ["fourway", "linger", "unread", "epipe", "sigpipe"] {
         let out = support::run_bin(BIN, &[sub], Duration::from_secs(20));

@@ -11,6 +11,7 @@ use std::time::Duration;
 use nix::sys::socket::SockaddrStorage;
 
 use super::calls::{accept_peer, close_fd, connect_to, listen_on, wait_readable_or_stop};
+use crate::kit::accept::{self, AcceptError};
 use crate::kit::stop::Woke;
 use crate::kit::{Error, Result};
 use crate::say;
@@ -60,8 +61,14 @@ pub fn serve_daytime(listener: BorrowedFd<'_>, stop: BorrowedFd<'_>) -> Result<u
         }
         let (conn, peer) = match accept_peer("daytime", listener) {
             Ok(accepted) => accepted,
-            Err(e) if e.errno() == Some(nix::errno::Errno::ECONNABORTED) => continue,
-            Err(e) => return Err(e),
+            Err(e) => match accept::triage("daytime", &e) {
+                AcceptError::Again | AcceptError::Dropped => continue,
+                AcceptError::OutOfFds => {
+                    accept::back_off(stop);
+                    continue;
+                }
+                AcceptError::Fatal => return Err(e),
+            },
         };
         let line = format!("{}\r\n", daytime_now()?);
         let raw = conn.as_raw_fd();

@@ -469,6 +469,9 @@ fn scene_errors(bound: &SockaddrStorage) -> Result<()> {
         Ok(()) => say!("server", "bind({raw}, {bound}) = 0 (unexpected)"),
     }
     note("one listener per address and port; SO_REUSEADDR (chapter 3) lets a restarted server");
-    note("bind while old connections linger in TIME_WAIT, but never beside a live listener");
+    note(
+        "bind while old connections linger in TIME_WAIT (if the old server set it too), but never",
+    );
+    note("beside a live listener");
     in_order(|| close_fd("server", second))
 }

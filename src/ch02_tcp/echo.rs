@@ -142,9 +142,15 @@ pub fn echo_connection(
 /// 1. wait for `listener` or `stop` with
 ///    `wait_readable_or_stop(listener, stop, None)`: on `Woke::Stop` return
 ///    the stats;
-/// 2. accept the connection ([`super::accept_peer`]). `ECONNABORTED` and
-///    `EINTR` (a client gave up while it waited in the queue, a signal) are
-///    not fatal: go round again. Other accept errors: return them;
+/// 2. accept the connection ([`super::accept_peer`]). `EINTR` (a signal)
+///    and the errors that belong to the one connection being accepted are
+///    not fatal: go round again. Those are `ECONNABORTED` (a connection lost
+///    before it could be handed over), `EPROTO` and the network errors
+///    accept(2)'s NOTES list; `crate::kit::accept::per_connection(errno)`
+///    says which. Other accept errors: return them. (A client that *reset*
+///    while it waited in the queue is no accept error on Linux: `accept`
+///    returns it and the first read gets ECONNRESET, which step 3 handles
+///    as a failed connection.);
 /// 3. serve it with [`echo_connection`]. An error there (a reset, a client
 ///    that never reads...) ends **that connection only**: count it in
 ///    `failed`, say what happened, carry on. `ConnEnd::Stopped` means
@@ -165,7 +171,11 @@ pub fn serve_echo(listener: impl AsFd, stop: impl AsFd, idle: Duration) -> Resul
         }
         let (conn, peer) = match accept_peer("server", listener) {
             Ok(accepted) => accepted,
-            Err(e) if matches!(e.errno(), Some(Errno::ECONNABORTED | Errno::EINTR)) => {
+            Err(e)
+                if e.errno().is_some_and(|errno| {
+                    errno == Errno::EINTR || crate::kit::accept::per_connection(errno)
+                }) =>
+            {
                 say!("server", "{e} (not fatal: next)");
                 continue;
             }
@@ -335,7 +345,8 @@ pub fn with_hint(e: Error) -> Error {
     if e.errno() == Some(Errno::EADDRINUSE) {
         Error::msg(format!(
             "{e}\n  another socket holds that port (a running server, or a recent \
-             connection in TIME_WAIT: chapter 3's SO_REUSEADDR); try --addr 127.0.0.1:0"
+             connection in TIME_WAIT: chapter 3's SO_REUSEADDR, which must be set \
+             by the old server as well as the new); try --addr 127.0.0.1:0"
         ))
     } else {
         e

@@ -100,25 +100,141 @@ fn sockaddr_v4(port: u16) -> SockaddrStorage {
 
 // ---------------------------------------------------------------- reuseaddr
 
-/// A port held by a connection in TIME_WAIT: `bind` fails with EADDRINUSE
-/// without `SO_REUSEADDR` and succeeds with it.
+/// A port held by a connection in TIME_WAIT, tried twice: once when the old
+/// server did not set `SO_REUSEADDR`, once when it did. On Linux the
+/// TIME_WAIT entry keeps the flag of the socket it came from, and the
+/// kernel's bind check (`inet_csk_bind_conflict`) lets a new socket past it
+/// only when *both* have the flag. So a restarted server that sets it still
+/// gets EADDRINUSE if the old one did not.
 pub fn reuseaddr() -> Result<()> {
     heading("reuseaddr: restart a server while its old connection sits in TIME_WAIT");
-    let Pair {
-        listener,
-        client,
-        server,
-    } = connected_pair()?;
+    note(
+        "on Linux a TIME_WAIT entry keeps the SO_REUSEADDR flag of the socket it came from: \
+         bind gets past it only if the old server AND the new one set the flag",
+    );
+    for old_reuse in [false, true] {
+        restart_after_time_wait(old_reuse)?;
+    }
+    Ok(())
+}
+
+/// One case of [`time_wait_bind_matrix`]: SO_REUSEADDR on the old listener,
+/// on the new socket, and what `bind` returned.
+pub type BindCase = (bool, bool, std::result::Result<(), Errno>);
+
+/// What `bind` to a port held by a TIME_WAIT entry returns, for each
+/// setting of `SO_REUSEADDR` on the old listener and on the new socket:
+/// [`BindCase`]s `(old, new, result)`, the four cases, quietly (no narration). The test
+/// `demo_ch03::time_wait_keeps_the_old_listeners_reuse_flag` checks them.
+pub fn time_wait_bind_matrix() -> Result<Vec<BindCase>> {
+    let mut out = Vec::new();
+    for old_reuse in [false, true] {
+        for new_reuse in [false, true] {
+            let port = leave_time_wait_quietly(old_reuse)?;
+            let fd = socket::socket(
+                AddressFamily::Inet,
+                SockType::Stream,
+                SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .call("socket")?;
+            if new_reuse {
+                socket::setsockopt(&fd, sockopt::ReuseAddr, &true)
+                    .call("setsockopt(SO_REUSEADDR)")?;
+            }
+            out.push((
+                old_reuse,
+                new_reuse,
+                socket::bind(fd.as_raw_fd(), &sockaddr_v4(port)),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// A listener on 127.0.0.1:0 with or without `SO_REUSEADDR`, one
+/// connection the server closes first, the listener closed: returns the
+/// port, which a TIME_WAIT entry now holds.
+fn leave_time_wait_quietly(reuse: bool) -> Result<u16> {
+    let listener = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .call("socket")?;
+    if reuse {
+        socket::setsockopt(&listener, sockopt::ReuseAddr, &true)
+            .call("setsockopt(SO_REUSEADDR)")?;
+    }
+    socket::bind(listener.as_raw_fd(), &loopback_any()?).call("bind")?;
+    socket::listen(&listener, socket::Backlog::new(1).call("Backlog")?).call("listen")?;
+    let port = net::local_port(&listener)?;
+    let client = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .call("socket")?;
+    socket::connect(client.as_raw_fd(), &sockaddr_v4(port)).call("connect")?;
+    let raw = socket::accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC).call("accept4")?;
+    // SAFETY: accept4 just returned this fd and nothing else owns it.
+    let server = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    drop(server);
+    wait::wait_readable(&client, PATIENCE)?;
+    let mut byte = [0u8; 1];
+    nix::unistd::read(&client, &mut byte).call("read(client)")?;
+    drop(client);
+    drop(listener);
+    let deadline = Instant::now() + PATIENCE;
+    while !states_on_port(port).contains(&6) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(port)
+}
+
+/// One round of the demo: the old server's listener with or without
+/// `SO_REUSEADDR`, its connection left in TIME_WAIT, then a new server
+/// without and with the flag.
+fn restart_after_time_wait(old_reuse: bool) -> Result<()> {
+    let with = if old_reuse { "with" } else { "WITHOUT" };
+    note(format_args!(
+        "--- round {}: the old server set up its listener {with} SO_REUSEADDR",
+        if old_reuse { 2 } else { 1 }
+    ));
+    let listener = net::tcp_socket("server", AddressFamily::Inet)?;
+    if old_reuse {
+        socket::setsockopt(&listener, sockopt::ReuseAddr, &true)
+            .call("setsockopt(SO_REUSEADDR)")?;
+        say!(
+            "server",
+            "setsockopt({}, SOL_SOCKET, SO_REUSEADDR, 1) = 0",
+            listener.as_raw_fd()
+        );
+    }
+    let any = loopback_any()?;
+    socket::bind(listener.as_raw_fd(), &any).call("bind")?;
+    socket::listen(&listener, socket::Backlog::new(8).call("Backlog")?).call("listen")?;
     let port = net::local_port(&listener)?;
     let here = sockaddr_v4(port);
-
-    note(
-        "while the listener still listens, not even SO_REUSEADDR lets a second socket bind its port",
+    say!(
+        "server",
+        "bind({}, {here}) = 0; listen = 0",
+        listener.as_raw_fd()
     );
-    let second = net::tcp_socket("other", AddressFamily::Inet)?;
-    socket::setsockopt(&second, sockopt::ReuseAddr, &true).call("setsockopt(SO_REUSEADDR)")?;
-    report_bind("other", &second, &here);
-    drop(second);
+    let client = net::tcp_connect("client", &here)?;
+    let (server, _) = net::accept("server", &listener)?;
+
+    if !old_reuse {
+        note(
+            "while the listener still listens, not even SO_REUSEADDR lets a second socket bind its port",
+        );
+        let second = net::tcp_socket("other", AddressFamily::Inet)?;
+        socket::setsockopt(&second, sockopt::ReuseAddr, &true).call("setsockopt(SO_REUSEADDR)")?;
+        report_bind("other", &second, &here);
+        drop(second);
+    }
 
     note(
         "the server closes first (the active close): its end of the connection will wait in TIME_WAIT",
@@ -170,6 +286,11 @@ pub fn reuseaddr() -> Result<()> {
             .call(format!("listen({})", reuse.as_raw_fd()))?;
         say!("restart", "listen({}, 8) = 0", reuse.as_raw_fd());
         note("the restarted server listens while the old connection still waits out TIME_WAIT");
+    } else {
+        note(
+            "EADDRINUSE although the new socket set SO_REUSEADDR: the TIME_WAIT entry came from a \
+             listener without it, and keeps that setting for its 60 s",
+        );
     }
     Ok(())
 }
@@ -937,8 +1058,10 @@ pub const DEMOS: &[(&str, Demo, &str)] = &[
 /// `server [--addr A]`: a real peer to poke with `nc`. For every connection
 /// it writes back, as text, the options of the *accepted* socket (inherited
 /// from the listener, or set by the handshake) and a `TCP_INFO` snapshot,
-/// then closes. Runs until Ctrl-C.
+/// then closes. One client at a time (each for at most about 2.5 s: a 2 s
+/// send timeout and half a second to drain), backlog 16. Runs until Ctrl-C.
 pub fn server(addr: &SockaddrStorage, stop: &crate::kit::stop::Stop) -> Result<()> {
+    use crate::kit::accept::AcceptError;
     use crate::kit::stop::Woke;
     // Quietly: the first line of output must be `listening on …`.
     use nix::sys::socket::SockaddrLike;
@@ -967,10 +1090,14 @@ pub fn server(addr: &SockaddrStorage, stop: &crate::kit::stop::Stop) -> Result<(
         }
         let (conn, peer) = match net::accept("server", &listener) {
             Ok(c) => c,
-            Err(e) => {
-                say!("server", "{e} (carrying on)");
-                continue;
-            }
+            Err(e) => match crate::kit::accept::triage("server", &e) {
+                AcceptError::Again | AcceptError::Dropped => continue,
+                AcceptError::OutOfFds => {
+                    crate::kit::accept::back_off(stop.fd());
+                    continue;
+                }
+                AcceptError::Fatal => return Err(e),
+            },
         };
         if let Err(e) = report_to_peer(&conn).and_then(|()| drain(&conn)) {
             say!("server", "{peer}: {e} (carrying on)");

@@ -25,6 +25,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{self, MsgFlags, SockFlag, sockopt};
 
 use super::frame::take_lines;
+use crate::kit::accept::{self, AcceptError};
 use crate::kit::error::errno_text;
 use crate::kit::{Error, Result, net};
 use crate::say;
@@ -356,19 +357,32 @@ impl Chat {
             let raw = match socket::accept4(lfd, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC) {
                 Ok(raw) => raw,
                 Err(Errno::EAGAIN) => return Ok(()),
-                // The client gave up (reset) between the handshake and us.
-                Err(Errno::EINTR | Errno::ECONNABORTED | Errno::EPROTO) => continue,
-                Err(errno @ (Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)) => {
-                    self.accepting = false;
-                    say!(
-                        self.who,
-                        "accept4({lfd}) = {}: out of fds; not accepting until a client leaves",
-                        errno_text(errno)
-                    );
-                    self.emit(Event::AcceptPaused { errno });
-                    return Ok(());
-                }
-                Err(errno) => return Err(Error::sys(format!("accept4({lfd})"), errno)),
+                Err(errno) => match accept::classify(errno) {
+                    AcceptError::Again => continue,
+                    // The client gave up (reset) between the handshake and
+                    // us, or another error of that one connection.
+                    AcceptError::Dropped => {
+                        eprintln!(
+                            "[{}] accept4({lfd}) = {}: that connection is dropped; the server goes on",
+                            self.who,
+                            errno_text(errno)
+                        );
+                        continue;
+                    }
+                    AcceptError::OutOfFds => {
+                        self.accepting = false;
+                        eprintln!(
+                            "[{}] accept4({lfd}) = {}: out of fds; not accepting until a client leaves",
+                            self.who,
+                            errno_text(errno)
+                        );
+                        self.emit(Event::AcceptPaused { errno });
+                        return Ok(());
+                    }
+                    AcceptError::Fatal => {
+                        return Err(Error::sys(format!("accept4({lfd})"), errno));
+                    }
+                },
             };
             // SAFETY: accept4 just returned this fd; nothing else owns it,
             // and the OwnedFd becomes its only owner, closing it once.

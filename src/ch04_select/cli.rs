@@ -32,6 +32,10 @@ USAGE:
                                     server to stdout; at the end of stdin it sends
                                     shutdown(SHUT_WR) and prints every reply until
                                     the server closes
+    ch04_select accept              between readiness and accept: a client that
+                                    resets (accept returns it, read gets
+                                    ECONNRESET), a rival accepter (EAGAIN), no
+                                    fds left (EMFILE, the connection stays queued)
 
 Try: ch04_select server   then, in two more terminals,   ch04_select client
 ";
@@ -51,6 +55,10 @@ pub fn main() {
         Some("client") => {
             check_options(&args, &["--addr"]);
             client(&args)
+        }
+        Some("accept") => {
+            check_options(&args, &[]);
+            super::acceptrace::demo()
         }
         Some(other) => usage_error(USAGE, &format!("unknown subcommand {other:?}")),
     });

@@ -50,6 +50,7 @@ pub fn run() -> Result<()> {
     fd_setsize_wall()?;
     heading("the select client: shutdown(SHUT_WR) when the input ends");
     client_half_close()?;
+    super::acceptrace::demo()?;
     note("done: every server stopped, every fd closed");
     Ok(())
 }

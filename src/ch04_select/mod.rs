@@ -1,5 +1,6 @@
 #![doc = include_str!("../../chapters/04-select.md")]
 
+pub mod acceptrace;
 pub mod chat;
 pub mod cli;
 pub mod client;

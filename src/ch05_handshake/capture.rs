@@ -67,7 +67,11 @@ pub fn prepare(want_namespace: bool) -> Access {
         },
         Err(e) => match packet_socket() {
             Ok(_) => Access::Here,
-            Err(here) => Access::Refused(format!("{here}; and {e}")),
+            // The kit's line names the setting that refused and how to allow it.
+            Err(here) => Access::Refused(match crate::kit::netns::refusal() {
+                Some(why) => format!("{here}; and {why}"),
+                None => format!("{here}; and {e}"),
+            }),
         },
     }
 }

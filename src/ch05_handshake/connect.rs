@@ -80,6 +80,25 @@ pub fn socket_with_syncnt(
     Ok(fd)
 }
 
+/// A TCP socket for `addr`'s family with `TCP_SYNCNT` set, not narrated
+/// (for demos that open many).
+pub fn socket_quiet_syncnt(addr: &SockaddrStorage, syncnt: i32) -> Result<std::os::fd::OwnedFd> {
+    let family = if addr.as_sockaddr_in6().is_some() {
+        socket::AddressFamily::Inet6
+    } else {
+        socket::AddressFamily::Inet
+    };
+    let fd = socket::socket(
+        family,
+        socket::SockType::Stream,
+        socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::sys("socket(SOCK_STREAM)", e))?;
+    opts::set_syncnt(&fd, syncnt)?;
+    Ok(fd)
+}
+
 /// A listener whose accept queue is full, so its SYNs go unanswered: a
 /// `listen(fd, 0)` socket holding the one connection (0 + 1) Linux admits.
 /// Returns the listener, the connection that fills it (client side) and the

@@ -8,6 +8,7 @@ pub mod handshake;
 pub mod header;
 pub mod opts;
 pub mod proc;
+pub mod synqueue;
 
 use std::time::Duration;
 
@@ -34,6 +35,9 @@ usage: ch05_handshake [SUBCOMMAND] [OPTIONS]
                          part 3 with --defer 3)
   handshake              the three packets with their numbers, and each side's state
   backlog [--backlog N]  listen(fd, N), never accept: who gets in, who waits (default 4)
+  synqueue               the SYN queue's limit: half-open entries held with
+                         TCP_DEFER_ACCEPT, counted for backlogs 2 and 5 (with --netns
+                         also with tcp_syncookies = 0, in the namespace only)
   halfopen [--defer S]   a connection held half-open (SYN_RECV) with TCP_DEFER_ACCEPT;
                          measure its SYN-ACK timer (default 7 s)
   connect [--syncnt N] [--timeout MS]
@@ -56,6 +60,9 @@ says so and shows states only.
 /// `TCP_DEFER_ACCEPT` seconds in the full demo: the shortest period
 /// (3 s) in which the SYN-ACK timer fires twice.
 const DEMO_DEFER: i32 = 3;
+
+/// The two backlogs the SYN-queue part compares.
+const SYN_QUEUE_BACKLOGS: [i32; 2] = [2, 5];
 
 /// Options that take a value.
 pub const VALUE_OPTIONS: &[&str] = &["--backlog", "--defer", "--syncnt", "--timeout", "--addr"];
@@ -92,6 +99,7 @@ pub fn run(args: &Args, access: &Access, stop: Option<&crate::kit::stop::Stop>) 
         None => {
             handshake::demo(access)?;
             backlog::demo(access, backlog, 3)?;
+            synqueue::demo(access, &SYN_QUEUE_BACKLOGS, 3)?;
             // Two timer firings (1 s, then 2 s later) already show the
             // backoff; `halfopen` alone defers 7 s and sees a third.
             let defer = args.value("--defer").map_or(DEMO_DEFER, |_| defer);
@@ -102,6 +110,7 @@ pub fn run(args: &Args, access: &Access, stop: Option<&crate::kit::stop::Stop>) 
         }
         Some("handshake") => handshake::demo(access),
         Some("backlog") => backlog::demo(access, backlog, 3),
+        Some("synqueue") => synqueue::demo(access, &SYN_QUEUE_BACKLOGS, 3).map(|_| ()),
         Some("halfopen") => halfopen::demo(access, defer),
         Some("connect") => connect::demo(access, syncnt, timeout),
         Some("server") => {

@@ -12,6 +12,7 @@ use nix::sys::socket::{self, MsgFlags, Shutdown, SockaddrStorage};
 use super::common::{pair, state};
 use super::graceful::half_close_exchange;
 use crate::ch05_handshake::capture::{Access, Capture, print_packets};
+use crate::kit::accept::{self, AcceptError};
 use crate::kit::narrate::{heading, note};
 use crate::kit::stop::{Stop, Woke};
 use crate::kit::{Call, Error, Result, addr, io, net, wait};
@@ -86,10 +87,18 @@ pub fn serve(stop: &Stop, bind: &SockaddrStorage) -> Result<()> {
             Woke::Timeout => continue,
             Woke::Ready => {}
         }
+        // A client that reset while it waited, or no fd to spare, costs
+        // that connection (or a short pause), never the server.
         let (conn, peer) = match net::accept("server", &listener) {
             Ok(c) => c,
-            Err(e) if e.errno() == Some(Errno::ECONNABORTED) => continue,
-            Err(e) => return Err(e),
+            Err(e) => match accept::triage("server", &e) {
+                AcceptError::Again | AcceptError::Dropped => continue,
+                AcceptError::OutOfFds => {
+                    accept::back_off(stop.fd());
+                    continue;
+                }
+                AcceptError::Fatal => return Err(e),
+            },
         };
         match serve_upper(conn, Some(stop), Duration::from_secs(30)) {
             Ok(n) => say!("server", "{peer}: {n} bytes served"),

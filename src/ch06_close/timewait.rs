@@ -82,7 +82,9 @@ pub fn demo(linger2: i32) -> Result<()> {
         }
     }
     note(
-        "SO_REUSEADDR lets a listener bind a port that TIME_WAIT entries still hold (chapter 3); every server sets it",
+        "SO_REUSEADDR lets a listener bind a port that TIME_WAIT entries still hold, here because the old \
+         listener set it too (the entry keeps that flag; chapter 3's `reuseaddr` shows an old server without it: \
+         EADDRINUSE even with the flag on the new socket); every server sets it from its first start",
     );
 
     note(format!(

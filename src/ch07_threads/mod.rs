@@ -4,7 +4,7 @@ pub mod demo;
 pub mod echo;
 pub mod fork;
 pub mod live;
-pub mod load;
+pub use crate::bench::load;
 pub mod pool;
 pub mod proc;
 pub mod reuseport;
@@ -78,6 +78,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{SockFlag, accept4};
 
+use crate::kit::accept::{self, AcceptError};
 use crate::kit::{Error, Result};
 
 static EVENTS: AtomicBool = AtomicBool::new(false);
@@ -115,9 +116,12 @@ pub enum Next {
 /// `stop` to become readable, whichever comes first; a stop wins a tie.
 /// `poll(2)` watches both, then `accept4(2)` takes the connection.
 ///
-/// Running out of fds (`EMFILE`, `ENFILE`) or memory is not fatal: the
+/// A failed `accept` that concerns one connection (`ECONNABORTED`,
+/// `EPROTO`…: [`crate::kit::accept::classify`]) is [`Next::Again`]. Running
+/// out of fds (`EMFILE`, `ENFILE`) or memory is not fatal either: the
 /// connection stays queued in the kernel, so we back off for a moment
 /// (watching `stop`) instead of spinning on a listener that stays readable.
+/// Either way one line on stderr names the call and the errno.
 pub fn next_connection(listener: impl AsFd, stop: impl AsFd) -> Result<Next> {
     let (listener, stop) = (listener.as_fd(), stop.as_fd());
     let lfd = listener.as_raw_fd();
@@ -140,13 +144,17 @@ pub fn next_connection(listener: impl AsFd, stop: impl AsFd) -> Result<Next> {
         // SAFETY: accept4 just returned this fd and nothing else owns it;
         // the OwnedFd is its only owner from here on.
         Ok(raw) => Ok(Next::Conn(unsafe { OwnedFd::from_raw_fd(raw) })),
-        Err(Errno::EAGAIN | Errno::EINTR | Errno::ECONNABORTED | Errno::EPROTO) => Ok(Next::Again),
-        Err(errno @ (Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)) => {
-            event(format_args!("accept({lfd}): {errno:?}, backing off"));
-            let mut fds = [PollFd::new(stop, PollFlags::POLLIN)];
-            let _ = poll(&mut fds, PollTimeout::from(20u8));
-            Ok(Next::Again)
+        Err(errno) => {
+            let error = Error::sys(format!("accept4({lfd})"), errno);
+            match accept::triage("server", &error) {
+                AcceptError::Again | AcceptError::Dropped => Ok(Next::Again),
+                AcceptError::OutOfFds => {
+                    event(format_args!("accept({lfd}): {errno:?}, backing off"));
+                    accept::back_off(stop);
+                    Ok(Next::Again)
+                }
+                AcceptError::Fatal => Err(error),
+            }
         }
-        Err(errno) => Err(Error::sys(format!("accept4({lfd})"), errno)),
     }
 }

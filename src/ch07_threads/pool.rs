@@ -26,6 +26,7 @@ use nix::sys::socket::{Shutdown, SockFlag, SockaddrStorage, accept4, shutdown};
 use super::live::{Live, Ticket};
 use super::thread::STACK;
 use super::{Limits, Next, Report, drain, echo, event, next_connection};
+use crate::kit::accept::{self, AcceptError};
 use crate::kit::net::set_nonblocking;
 use crate::kit::{Call, Error, Result};
 
@@ -74,16 +75,21 @@ fn accept_worker(live: Arc<Live>, listener: Arc<OwnedFd>) -> Report {
                 report.accepted += 1;
                 serve_here(&live, fd);
             }
-            Err(Errno::EINTR | Errno::ECONNABORTED | Errno::EPROTO) => continue,
-            Err(errno @ (Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)) => {
-                event(format_args!("accept({lfd}): {errno:?}, backing off"));
-                thread::sleep(Duration::from_millis(20));
-            }
             // EINVAL: the listener was shut down: time to go home.
             Err(Errno::EINVAL) => return report,
             Err(errno) => {
-                event(format_args!("accept({lfd}): {errno:?}, worker leaves"));
-                return report;
+                let error = Error::sys(format!("accept4({lfd})"), errno);
+                match accept::triage("server", &error) {
+                    AcceptError::Again | AcceptError::Dropped => continue,
+                    AcceptError::OutOfFds => {
+                        event(format_args!("accept({lfd}): {errno:?}, backing off"));
+                        thread::sleep(accept::BACKOFF);
+                    }
+                    AcceptError::Fatal => {
+                        event(format_args!("accept({lfd}): {errno:?}, worker leaves"));
+                        return report;
+                    }
+                }
             }
         }
     }

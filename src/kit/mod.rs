@@ -3,6 +3,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`error`] | [`Error`]: names the failed call and its errno |
+//! | [`accept`] | a failed `accept`: one connection's problem, out of fds, or fatal |
 //! | [`io`] | `readn`, `writen`, `read_line`, [`io::LineReader`] |
 //! | [`wait`] | bounded waits with `poll`: readable, writable, a line |
 //! | [`addr`] | parse `IP:PORT`, read the port back |
@@ -11,12 +12,15 @@
 //! | [`args`] | subcommands, `--addr`, `--help` |
 //! | [`stop`] | Ctrl-C as a pollable fd, for clean server shutdown |
 //! | [`netns`] | a private user + network namespace: can we, enter it, why not |
+//! | [`lab`] | hosts and routers as network namespaces joined by veth pairs |
 //! | [`tcp`] | `TCP_INFO` (short-length tolerant) and TCP state names |
 
+pub mod accept;
 pub mod addr;
 pub mod args;
 pub mod error;
 pub mod io;
+pub mod lab;
 pub mod narrate;
 pub mod net;
 pub mod netns;

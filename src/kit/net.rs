@@ -73,21 +73,45 @@ pub fn tcp_connect(who: &str, addr: &SockaddrStorage) -> Result<OwnedFd> {
 }
 
 /// [`accept(2)`](https://man7.org/linux/man-pages/man2/accept.2.html) one
-/// connection, narrated, with the peer's address (from `getpeername`: nix's
-/// `accept` drops it). Retries `EINTR`.
+/// connection, narrated, with the peer's address as `accept4` itself
+/// returns it (nix's `accept` drops it; `getpeername` would fail with
+/// ENOTCONN on a connection the peer reset while it was queued, which Linux
+/// still hands to `accept`). Retries `EINTR`. A failed accept is sorted by
+/// [`super::accept::triage`]: one connection's problem, out of fds, or the
+/// server's.
 pub fn accept(who: &str, listener: impl AsFd) -> Result<(OwnedFd, SockaddrStorage)> {
     let lfd = listener.as_fd().as_raw_fd();
+    // SAFETY: sockaddr_storage is plain old data; all zero bytes is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let raw = loop {
-        match socket::accept4(lfd, SockFlag::SOCK_CLOEXEC) {
-            Ok(raw) => break raw,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(errno) => return Err(Error::sys(format!("accept({lfd})"), errno)),
+        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: `ss` is writable for `len` bytes and `len` is a valid
+        // in/out length; the kernel writes at most `len` bytes.
+        let raw = unsafe {
+            libc::accept4(
+                lfd,
+                (&raw mut ss).cast::<libc::sockaddr>(),
+                &mut len,
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if raw >= 0 {
+            break (raw, len);
+        }
+        let errno = nix::errno::Errno::last();
+        if errno != nix::errno::Errno::EINTR {
+            return Err(Error::sys(format!("accept({lfd})"), errno));
         }
     };
+    let (raw, len) = raw;
     // SAFETY: accept4 just returned this fd; nothing else owns it, and the
     // OwnedFd becomes its only owner, which closes it exactly once.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let peer = peer_addr(&fd)?;
+    // SAFETY: the kernel filled `len` bytes of `ss` with the peer's address;
+    // from_raw reads no more than `len` and checks the family.
+    let peer =
+        unsafe { SockaddrStorage::from_raw((&raw const ss).cast::<libc::sockaddr>(), Some(len)) }
+            .ok_or_else(|| Error::msg(format!("accept({lfd}): unreadable peer address")))?;
     say!(who, "accept({lfd}) = {raw} peer={peer}");
     Ok((fd, peer))
 }

@@ -80,6 +80,32 @@ pub fn interface_up(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Make `command` start inside a new private user + network namespace: in
+/// the forked child, before `exec`, do what [`enter_private_netns`] does.
+///
+/// This is how a multithreaded program (a test binary, say) gets a
+/// single-threaded process into a namespace: right after `fork` the child
+/// has one thread, so `unshare(CLONE_NEWUSER)` is allowed there, and the
+/// program it then `exec`s starts inside the namespace. Only
+/// async-signal-safe calls run in the child (`unshare`, `open`, `write`,
+/// `socket`, `ioctl`) on strings prepared here. Check [`refusal`] first:
+/// where it refuses, spawning `command` fails with the errno.
+pub fn enter_before_exec(command: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getuid/getgid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let uid_map = format!("0 {uid} 1");
+    let gid_map = format!("0 {gid} 1");
+    // SAFETY: the closure runs between fork and exec and calls only
+    // async-signal-safe functions on memory prepared before the fork.
+    unsafe {
+        command.pre_exec(move || match child_try_namespace(&uid_map, &gid_map) {
+            0 => Ok(()),
+            code => Err(std::io::Error::from_raw_os_error(code >> 3)),
+        })
+    }
+}
+
 /// Why this machine refuses a private user + network namespace, in one line
 /// that names the setting and how to allow it; `None` when it allows one.
 ///
@@ -190,7 +216,8 @@ fn sysctl(path: &str) -> Option<i64> {
 fn explain(step: &str, errno: nix::errno::Errno) -> String {
     let setting = if sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == Some(1) {
         "kernel.apparmor_restrict_unprivileged_userns=1 (AppArmor); allow with \
-         `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`"
+         `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (in a GitHub \
+         workflow, a step that runs it; `make classroom` writes one)"
             .to_string()
     } else if sysctl("/proc/sys/user/max_user_namespaces") == Some(0) {
         "user.max_user_namespaces=0; allow with `sudo sysctl -w user.max_user_namespaces=10000`"

@@ -239,6 +239,9 @@ pub fn run_bin(path: &str, args: &[&str], limit: Duration) -> Finished {
 /// A server binary run as a child process (chapter 7 and later).
 pub mod server_process;
 
+/// One suite of hostile clients for every server binary (`tests/bad_clients.rs`).
+pub mod bad_clients;
+
 /// Report the running test as *skipped* because this environment cannot run
 /// it (say why in one line, e.g. [`sockbook::kit::netns::refusal`]), then
 /// return from the test. Under plain `cargo test` the test passes with a
@@ -265,3 +268,9 @@ pub fn skip(reason: &str) {
 pub fn netns_refused() -> Option<&'static str> {
     sockbook::kit::netns::refusal()
 }
+
+/// Run a test's body in a private user + network namespace (a child
+/// process), or report it skipped where that is refused.
+pub mod netns_child;
+#[allow(unused_imports)] // only the tests that need a namespace use it
+pub use netns_child::in_private_netns;

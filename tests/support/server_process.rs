@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::SockaddrStorage;
@@ -22,12 +23,30 @@ pub struct ServerProcess {
     pub port: u16,
     lines: Receiver<String>,
     exited: Option<ExitStatus>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// How [`ServerProcess::start_with`] starts a server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Launch {
+    /// `RLIMIT_NOFILE` (soft and hard) set in the child before `exec`, so
+    /// the server cannot raise it: how many fds it may hold.
+    pub nofile: Option<u64>,
+    /// Keep the server's stderr to [`ServerProcess::stderr_lines`] only,
+    /// instead of also copying it to the test's stderr line by line (a
+    /// server that logs every dropped client would drown the test's output).
+    pub quiet_stderr: bool,
 }
 
 impl ServerProcess {
     /// Start `path` with `args` and wait at most `limit` for its
     /// `listening on IP:PORT` line; panics (after killing it) otherwise.
     pub fn start(path: &str, args: &[&str], limit: Duration) -> ServerProcess {
+        ServerProcess::start_with(path, args, limit, Launch::default())
+    }
+
+    /// [`ServerProcess::start`], with the options of `launch`.
+    pub fn start_with(path: &str, args: &[&str], limit: Duration, launch: Launch) -> ServerProcess {
         let mut cmd = Command::new(path);
         cmd.args(args)
             .stdin(Stdio::null())
@@ -35,10 +54,20 @@ impl ServerProcess {
             .stderr(Stdio::piped());
         // SAFETY: prctl is async-signal-safe; it only sets a flag of the new
         // process: SIGKILL it when the thread that spawned it dies.
+        // setrlimit is async-signal-safe too and changes only the child.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(n) = launch.nofile {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
@@ -47,11 +76,17 @@ impl ServerProcess {
         // The server's stderr goes to the test's own stderr, line by line:
         // libtest captures it, so a failing test shows why the server died
         // (in the student edition: its `not yet implemented` panic).
+        // Every line is also kept for `stderr_lines`.
         let stderr = child.stderr.take().unwrap();
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let keep = Arc::clone(&kept);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                eprintln!("{line}");
+                if !launch.quiet_stderr {
+                    eprintln!("{line}");
+                }
+                keep.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
         let stdout = child.stdout.take().unwrap();
@@ -84,7 +119,25 @@ impl ServerProcess {
             port: sock.port(),
             lines,
             exited: None,
+            stderr: kept,
         }
+    }
+
+    /// Every line the server has written to stderr so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Its exit status if it has exited (without waiting), `None` while it
+    /// runs.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().ok().flatten();
+        }
+        self.exited
     }
 
     /// The next line of its stdout, waiting at most `timeout`; `None` on

@@ -23,7 +23,16 @@ const STUB_ALLOWANCES: &str = "#![allow(unused_variables, unused_imports, unused
 pub enum Kind {
     Student,
     Hang,
+    /// For the self-check: one build that is the student edition, or the
+    /// hang edition when `SOCKBOOK_STUB=hang` is in the environment of the
+    /// tests (and so of the programs they start). The stub is the student
+    /// edition's `todo!()` behind a check of that variable.
+    Switch,
 }
+
+/// The environment variable that turns a [`Kind::Switch`] edition's stubs
+/// into endless sleeps.
+pub const SWITCH_VAR: &str = "SOCKBOOK_STUB";
 
 impl Kind {
     pub fn parse(word: &str) -> Result<Kind, String> {
@@ -150,11 +159,13 @@ pub fn cut_solutions(text: &str, chapter: &str, kind: Kind) -> Result<(String, u
             return Err(format!("line {}: {BEGIN} without {END}", i + 1));
         }
         regions += 1;
+        let hang = "loop { std::thread::sleep(std::time::Duration::from_secs(3600)); }";
         let stub = match kind {
             Kind::Student => format!("todo!(\"{chapter}: {last_fn}\")"),
-            Kind::Hang => {
-                "loop { std::thread::sleep(std::time::Duration::from_secs(3600)); }".to_string()
-            }
+            Kind::Hang => hang.to_string(),
+            Kind::Switch => format!(
+                "{{ if std::env::var_os(\"{SWITCH_VAR}\").is_some_and(|v| v == \"hang\") {{ {hang} }} todo!(\"{chapter}: {last_fn}\") }}"
+            ),
         };
         out.push_str(indent);
         out.push_str(&stub);
@@ -177,6 +188,101 @@ fn fn_name(line: &str) -> Option<String> {
         .take_while(|c| c.is_alphanumeric() || *c == '_')
         .collect();
     (!name.is_empty()).then_some(name)
+}
+
+/// The binaries the graded tests run: every `CARGO_BIN_EXE_name` in
+/// `tests/chNN_*.rs` and `tests/support/`.
+pub fn graded_bins(root: &Path) -> Result<std::collections::BTreeSet<String>, String> {
+    let mut files = crate::source::graded_files(root)?;
+    if let Ok(entries) = std::fs::read_dir(root.join("tests/support")) {
+        files.extend(entries.flatten().map(|e| e.path()));
+    }
+    let mut bins = std::collections::BTreeSet::new();
+    for file in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "rs"))
+    {
+        // Code lines only: a doc comment may name a binary as an example.
+        let text: String = read(file)?
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (at, _) in text.match_indices("CARGO_BIN_EXE_") {
+            let name: String = text[at + "CARGO_BIN_EXE_".len()..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                bins.insert(name);
+            }
+        }
+    }
+    Ok(bins)
+}
+
+/// For a copy of the tree that only runs graded tests: `None` drops the
+/// file at `rel` (a binary no graded test runs: building it would only cost
+/// time), otherwise its bytes, with `Cargo.toml` made a workspace of its own
+/// and without `default-run` (which may name a dropped binary).
+pub fn for_graded_copy(
+    rel: &Path,
+    bytes: Vec<u8>,
+    keep_bins: &std::collections::BTreeSet<String>,
+) -> Option<Vec<u8>> {
+    let mut parts = rel.iter().map(|p| p.to_string_lossy());
+    if let (Some(first), Some(second), Some(bin)) = (parts.next(), parts.next(), parts.next())
+        && first == "src"
+        && second == "bin"
+    {
+        let name = bin.strip_suffix(".rs").unwrap_or(&bin);
+        if !keep_bins.contains(name) {
+            return None;
+        }
+    }
+    if rel == Path::new("Cargo.toml") {
+        let text = String::from_utf8_lossy(&bytes);
+        let mut out: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("default-run"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        if !text.lines().any(|l| l.trim() == "[workspace]") {
+            out.push_str("\n[workspace]\n");
+        }
+        return Some(out.into_bytes());
+    }
+    Some(bytes)
+}
+
+/// Make the edition at `dir` one for graded runs only ([`for_graded_copy`]).
+pub fn prune_for_grading(
+    dir: &Path,
+    keep_bins: &std::collections::BTreeSet<String>,
+) -> Result<(), String> {
+    let bin_dir = dir.join("src/bin");
+    if let Ok(entries) = std::fs::read_dir(&bin_dir) {
+        for entry in entries.flatten() {
+            let rel = Path::new("src/bin").join(entry.file_name());
+            if for_graded_copy(&rel, Vec::new(), keep_bins).is_none() {
+                let path = entry.path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                }
+                .map_err(|e| format!("rm {}: {e}", path.display()))?;
+            }
+        }
+    }
+    let manifest = dir.join("Cargo.toml");
+    let bytes =
+        std::fs::read(&manifest).map_err(|e| format!("read {}: {e}", manifest.display()))?;
+    if let Some(text) = for_graded_copy(Path::new("Cargo.toml"), bytes, keep_bins) {
+        std::fs::write(&manifest, text)
+            .map_err(|e| format!("write {}: {e}", manifest.display()))?;
+    }
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<String, String> {
@@ -213,9 +319,34 @@ mod tests {
     }
 
     #[test]
+    fn switch_stub_is_both() -> Result<(), String> {
+        let (text, _) = cut_solutions(SAMPLE, "ch09", Kind::Switch)?;
+        assert!(text.contains("SOCKBOOK_STUB"));
+        assert!(text.contains("loop { std::thread::sleep"));
+        assert!(text.contains("todo!(\"ch09: add\")"));
+        assert!(!text.contains("a + b"));
+        Ok(())
+    }
+
+    #[test]
     fn unbalanced_markers_are_errors() {
         assert!(cut_solutions("// BEGIN SOLUTION\nx\n", "c", Kind::Student).is_err());
         assert!(cut_solutions("x\n// END SOLUTION\n", "c", Kind::Student).is_err());
+    }
+
+    #[test]
+    fn graded_copy_drops_unused_bins_and_default_run() {
+        let keep: std::collections::BTreeSet<String> = ["ch04_select".to_string()].into();
+        let drop = |p: &str| for_graded_copy(Path::new(p), b"x".to_vec(), &keep).is_none();
+        assert!(drop("src/bin/ch01_sockets.rs"));
+        assert!(drop("src/bin/grade/main.rs"));
+        assert!(!drop("src/bin/ch04_select.rs"));
+        assert!(!drop("src/ch01_sockets/mod.rs"));
+        let manifest = b"[package]\ndefault-run = \"ch01_sockets\"\n".to_vec();
+        let out = for_graded_copy(Path::new("Cargo.toml"), manifest, &keep).unwrap_or_default();
+        let out = String::from_utf8_lossy(&out);
+        assert!(!out.contains("default-run"));
+        assert!(out.contains("[workspace]"));
     }
 
     #[test]

@@ -5,13 +5,19 @@
 //! grade edition student DIR  write the student edition (solutions → todo!())
 //! grade edition hang DIR     write the hang edition (solutions → endless sleep)
 //! grade selfcheck            reference full marks; student and hang editions 0
+//! grade mutants              every wrong solution in tests/mutants/ loses points
+//! grade gradescope           target/gradescope/autograder.zip (see gradescope.rs)
+//! grade classroom            .github/workflows/classroom.yml (see classroom.rs)
 //! ```
 //!
 //! It uses `std` (and `libc::kill` for a stuck process group) and runs
 //! `cargo`, so it works the same in the student
 //! edition, which carries its own copy of this file.
 
+mod classroom;
 mod edition;
+mod mutants;
+mod gradescope;
 mod report;
 mod run;
 mod selfcheck;
@@ -25,15 +31,28 @@ grade — run the graded tests and score them
 
 usage:
   grade [--root DIR] [--out FILE] [--threads N] [--chapter chNN]...
+        [--strict] [--note TEXT]...
         run every graded test in tests/chNN_*.rs (or only those of the
         chapters named), print a table, write a Gradescope results file
-        (default target/grade/results.json)
+        (default target/grade/results.json). A test that cannot run here
+        (support::skip) is reported skipped and left out of the score and
+        the maximum. --strict: exit 1 unless every test ran and passed
+        (for GitHub Classroom); --note: a line for the summary
   grade edition student|hang DIR [--root DIR]
         write the student edition (every solution region becomes todo!())
         or the hang edition (every region becomes an endless sleep) to DIR
-  grade selfcheck [--root DIR]
+  grade selfcheck [--root DIR] [--chapter chNN]...
         prove the tests: the reference edition gets full marks, the student
-        and hang editions get 0 with every graded test failing
+        and hang editions get 0 with every graded test failing (of the
+        chapters named, or all)
+  grade mutants [--root DIR] [--chapter chNN]... [--list] [--one-at-a-time]
+        apply each classic wrong solution of tests/mutants/chNN*.mut to a copy
+        of the tree (target/mutants/), grade its chapter, and require the
+        score to drop; --list only checks that every entry still applies
+  grade gradescope [--chapter chNN]... [--out ZIP]
+        the Gradescope autograder (default target/gradescope/autograder.zip)
+  grade classroom [--chapter chNN]... [--out FILE]
+        the GitHub Classroom workflow (default .github/workflows/classroom.yml)
 ";
 
 fn main() -> ExitCode {
@@ -52,6 +71,10 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
     let mut out: Option<PathBuf> = None;
     let mut threads: usize = run::DEFAULT_THREADS;
     let mut only = Vec::new();
+    let mut list = false;
+    let mut one_at_a_time = false;
+    let mut notes = Vec::new();
+    let mut strict = false;
     let mut words = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -62,6 +85,10 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             }
             "--root" => root = PathBuf::from(it.next().ok_or("--root needs a directory")?),
             "--out" => out = Some(PathBuf::from(it.next().ok_or("--out needs a file")?)),
+            "--list" => list = true,
+            "--one-at-a-time" => one_at_a_time = true,
+            "--strict" => strict = true,
+            "--note" => notes.push(it.next().ok_or("--note needs a text")?.clone()),
             "--chapter" => only.push(it.next().ok_or("--chapter needs a name like ch03")?.clone()),
             "--threads" => {
                 threads = it
@@ -80,11 +107,34 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
                 only,
                 ..run::Options::default()
             };
-            let grade = run::grade(&root, &options)?;
+            let mut grade = run::grade(&root, &options)?;
+            grade.notes.extend(notes);
             report::print_table(&grade);
             let out = out.unwrap_or_else(|| root.join("target/grade/results.json"));
             report::write_json(&grade, &out)?;
             println!("results: {}", out.display());
+            let all_ran_and_passed = grade.outcomes.iter().all(|o| o.earned());
+            Ok(if strict && !all_ran_and_passed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        ["gradescope"] => {
+            let zip = out.unwrap_or_else(|| root.join("target/gradescope/autograder.zip"));
+            let dir = zip.with_file_name("package");
+            let files = gradescope::write(&root, &only, &dir, &zip)?;
+            println!(
+                "gradescope: {} ({} assignment files); upload it as the autograder",
+                zip.display(),
+                files.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ["classroom"] => {
+            let file = out.unwrap_or_else(|| root.join(".github/workflows/classroom.yml"));
+            let points = classroom::write(&root, &only, &file, &gradescope::toolchain()?)?;
+            println!("classroom: {} ({points} points)", file.display());
             Ok(ExitCode::SUCCESS)
         }
         ["edition", kind, dir] => {
@@ -93,11 +143,23 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             println!("{kind:?} edition: {} ({n} solution regions replaced)", dir);
             Ok(ExitCode::SUCCESS)
         }
-        ["selfcheck"] => Ok(if selfcheck::run(&root)? {
+        ["selfcheck"] => Ok(if selfcheck::run(&root, &only)? {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
         }),
+        ["mutants"] => {
+            let options = mutants::MutantOptions {
+                only,
+                list,
+                one_at_a_time,
+            };
+            Ok(if mutants::run(&root, &options)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         _ => Err(format!("unknown arguments {words:?}\n\n{USAGE}")),
     }
 }

@@ -33,6 +33,9 @@ pub struct Options {
     /// Grade only the chapters whose test file starts with one of these
     /// (`ch03`, `ch03_sockopts`); all chapters when empty.
     pub only: Vec<String>,
+    /// Extra environment for cargo (e.g. a profile override for a copy of
+    /// the tree with its own build directory).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             progress: true,
             only: Vec::new(),
             concurrent: false,
+            env: Vec::new(),
         }
     }
 }
@@ -54,11 +58,30 @@ pub struct Outcome {
     pub passed: bool,
     /// The failure's message (empty when it passed).
     pub output: String,
+    /// Why this environment cannot run the test (it called
+    /// `support::skip`): not counted in the score nor the maximum.
+    pub skipped: Option<String>,
 }
 
 impl Outcome {
     pub fn score(&self) -> u32 {
-        if self.passed { self.test.points } else { 0 }
+        if self.passed && self.skipped.is_none() {
+            self.test.points
+        } else {
+            0
+        }
+    }
+    /// The points this test counts for here: 0 when it was skipped.
+    pub fn max_score(&self) -> u32 {
+        if self.skipped.is_some() {
+            0
+        } else {
+            self.test.points
+        }
+    }
+    /// Passed, and really ran (not skipped).
+    pub fn earned(&self) -> bool {
+        self.passed && self.skipped.is_none()
     }
     /// `ch02_tcp::echo_returns_every_byte`
     pub fn full_name(&self) -> String {
@@ -79,6 +102,8 @@ pub struct Grade {
     pub build_seconds: f64,
     /// Things the grader noticed that are not test results.
     pub notes: Vec<String>,
+    /// Tests without points, in the graded test binaries, that failed.
+    pub ungraded_failures: Vec<String>,
 }
 
 impl Grade {
@@ -86,7 +111,11 @@ impl Grade {
         self.outcomes.iter().map(Outcome::score).sum()
     }
     pub fn max_score(&self) -> u32 {
-        self.outcomes.iter().map(|o| o.test.points).sum()
+        self.outcomes.iter().map(Outcome::max_score).sum()
+    }
+    /// The tests this environment could not run.
+    pub fn skipped(&self) -> impl Iterator<Item = &Outcome> {
+        self.outcomes.iter().filter(|o| o.skipped.is_some())
     }
 }
 
@@ -129,12 +158,14 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
     let build_seconds = started.elapsed().as_secs_f64();
 
     let mut outcomes = Vec::new();
+    let mut ungraded_failures = Vec::new();
     if let Some(err) = &build_error {
         for tests in &declared {
             outcomes.extend(tests.iter().map(|t| Outcome {
                 test: t.clone(),
                 passed: false,
                 output: format!("the tests did not build: {err}"),
+                skipped: None,
             }));
         }
         return Ok(Grade {
@@ -142,6 +173,7 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
             seconds: started.elapsed().as_secs_f64(),
             build_seconds,
             notes,
+            ungraded_failures: Vec::new(),
         });
     }
     // One test binary per chapter: one after another, or all at once when
@@ -170,7 +202,12 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
         let target = tests[0].target.as_str();
         let (ran, limit) = ran?;
         let results = parse_libtest(&ran.stdout);
+        let skips = read_skips(&skip_file(root, options, target));
         for t in tests {
+            let skipped = skips
+                .iter()
+                .find(|(name, _)| *name == t.name)
+                .map(|(_, why)| why.clone());
             let outcome = match results.iter().find(|r| r.name == t.name) {
                 Some(r) => Outcome {
                     test: t.clone(),
@@ -180,6 +217,7 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
                     } else {
                         r.message.clone()
                     },
+                    skipped,
                 },
                 None if ran.killed => Outcome {
                     test: t.clone(),
@@ -188,12 +226,14 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
                         "no result: the test binary was stopped after {} s",
                         limit.as_secs()
                     ),
+                    skipped: None,
                 },
                 None => Outcome {
                     test: t.clone(),
                     passed: false,
                     output: "no result: the test did not run (renamed, or not a #[test]?)"
                         .to_string(),
+                    skipped: None,
                 },
             };
             outcomes.push(outcome);
@@ -201,9 +241,13 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
         for r in &results {
             if !tests.iter().any(|t| t.name == r.name) {
                 notes.push(format!(
-                    "{target}::{}: a test without points (not graded)",
-                    r.name
+                    "{target}::{}: a test without points (not graded){}",
+                    r.name,
+                    if r.passed { "" } else { ", FAILED" }
                 ));
+                if !r.passed {
+                    ungraded_failures.push(format!("{target}::{}: {}", r.name, r.message));
+                }
             }
         }
     }
@@ -212,6 +256,7 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
         seconds: started.elapsed().as_secs_f64(),
         build_seconds,
         notes,
+        ungraded_failures,
     })
 }
 
@@ -226,10 +271,37 @@ fn run_target(
         eprintln!("grade: running {target} ({} graded tests)", tests.len());
     }
     let limit = binary_limit(tests, options.threads);
+    let skips = skip_file(root, options, target);
+    if let Some(dir) = skips.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(&skips);
     let mut cmd = cargo(root, options);
     cmd.args(["test", "--test", target, "--", "--color", "never"])
-        .arg(format!("--test-threads={}", options.threads));
+        .arg(format!("--test-threads={}", options.threads))
+        .env("SOCKBOOK_SKIP_FILE", &skips);
     Ok((run_bounded(cmd, limit)?, limit))
+}
+
+/// Where one test binary's `support::skip` lines go: `test name<TAB>reason`.
+fn skip_file(root: &Path, options: &Options, target: &str) -> PathBuf {
+    let dir = options
+        .target_dir
+        .clone()
+        .unwrap_or_else(|| root.join("target"));
+    let file = dir.join("grade").join(format!("skipped-{target}.tsv"));
+    // The test binary runs in the package's directory: give it a full path.
+    std::path::absolute(&file).unwrap_or(file)
+}
+
+/// The `(test name, reason)` pairs a test binary reported as skipped.
+fn read_skips(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .map(|(name, why)| (name.to_string(), why.to_string()))
+        .collect()
 }
 
 /// How long one test binary may run: its tests' deadlines, as many rounds as
@@ -253,6 +325,9 @@ fn cargo(root: &Path, options: &Options) -> Command {
         .env("CARGO_TERM_COLOR", "never");
     if let Some(dir) = &options.target_dir {
         cmd.env("CARGO_TARGET_DIR", dir);
+    }
+    for (key, value) in &options.env {
+        cmd.env(key, value);
     }
     // The grader may itself run under `cargo run`: don't leak its settings.
     cmd.env_remove("CARGO_MANIFEST_DIR")
@@ -312,16 +387,21 @@ fn collect(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
     rx
 }
 
-/// The first `error` line of a failed build, with its location line.
+/// The compiler's first error, as it printed it (the `error…` line, its
+/// location and the source lines it points at), up to 12 lines.
 fn first_error(stderr: &str) -> String {
-    let mut lines = stderr.lines();
-    while let Some(line) = lines.next() {
-        if line.starts_with("error") {
-            let at = lines.next().unwrap_or("").trim();
-            return format!("{line} {at}").trim().to_string();
-        }
-    }
-    stderr.lines().last().unwrap_or("cargo failed").to_string()
+    let lines: Vec<&str> = stderr.lines().collect();
+    let Some(start) = lines.iter().position(|l| l.starts_with("error")) else {
+        return stderr.lines().last().unwrap_or("cargo failed").to_string();
+    };
+    let block: Vec<&str> = lines[start..]
+        .iter()
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || !(l.trim().is_empty() || l.starts_with("error")))
+        .map(|(_, l)| *l)
+        .take(12)
+        .collect();
+    block.join("\n")
 }
 
 /// One test's result as libtest reported it.
