@@ -27,6 +27,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{self, SockFlag, sockopt};
 
 use super::fds::{recv_fds, send_fds};
+use crate::kit::accept::{self, AcceptError};
 use crate::kit::io::LineReader;
 use crate::kit::{Error, Result, wait};
 use crate::say;
@@ -179,7 +180,7 @@ pub fn serve_tcp(
             say!(name, "stop requested");
             break;
         }
-        if tcp_ready && let Some(conn) = accept_now(&tcp) {
+        if tcp_ready && let Some(conn) = accept_now(&tcp, name, stop) {
             let (served, name) = (Arc::clone(&served), name.to_string());
             threads.push(std::thread::spawn(move || {
                 if answer_one(&conn, &name).is_ok() {
@@ -188,7 +189,7 @@ pub fn serve_tcp(
             }));
             threads.retain(|t| !t.is_finished());
         }
-        if control_ready && let Some(successor) = accept_now(&control) {
+        if control_ready && let Some(successor) = accept_now(&control, name, stop) {
             say!(
                 name,
                 "a successor connected on the control socket: handing over fds {} and {}",
@@ -231,12 +232,19 @@ pub fn serve_tcp(
     Ok(outcome)
 }
 
-/// accept4, nonblocking-tolerant: `None` if the connection went away.
-fn accept_now(listener: &OwnedFd) -> Option<OwnedFd> {
+/// accept4; `None` when that connection failed (dropped, or no fd for it:
+/// then wait a moment, as `kit::accept` explains, rather than spin).
+fn accept_now(listener: &OwnedFd, who: &str, stop: BorrowedFd<'_>) -> Option<OwnedFd> {
     match socket::accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
         // SAFETY: accept4 returned a new fd that nothing else owns.
         Ok(fd) => Some(unsafe { OwnedFd::from_raw_fd(fd) }),
-        Err(_) => None,
+        Err(e) => {
+            let err = Error::sys(format!("accept4({})", listener.as_raw_fd()), e);
+            if accept::triage(who, &err) == AcceptError::OutOfFds {
+                accept::back_off(stop);
+            }
+            None
+        }
     }
 }
 

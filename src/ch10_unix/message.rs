@@ -25,6 +25,7 @@ use nix::sys::socket::{self, MsgFlags, Shutdown, SockFlag, SockType, sockopt};
 use nix::sys::time::{TimeVal, TimeValLike};
 
 use super::cred::{self, Verdict};
+use crate::kit::accept::{self, AcceptError};
 use crate::kit::io::LineReader;
 use crate::kit::stop::Woke;
 use crate::kit::{Call, Error, Result};
@@ -194,19 +195,19 @@ pub fn serve(listener: OwnedFd, stop: BorrowedFd<'_>, config: ServeConfig) -> Re
         let conn = match socket::accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
             // SAFETY: accept4 returned a new fd that nothing else owns.
             Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
-            Err(Errno::EINTR | Errno::EAGAIN | Errno::ECONNABORTED) => continue,
-            Err(e @ (Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)) => {
-                // Out of fds: the connection stays queued. Say so and retry
-                // after a pause rather than spin or die.
-                say!(
-                    who,
-                    "accept4({}) = {e:?}; retrying in 100 ms",
-                    listener.as_raw_fd()
-                );
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
+            Err(e) => {
+                let err = Error::sys(format!("accept4({})", listener.as_raw_fd()), e);
+                match accept::triage(who, &err) {
+                    AcceptError::Again | AcceptError::Dropped => continue,
+                    // Out of fds: the connection stays queued and the
+                    // listener readable; pause instead of spinning.
+                    AcceptError::OutOfFds => {
+                        accept::back_off(stop);
+                        continue;
+                    }
+                    AcceptError::Fatal => return Err(err),
+                }
             }
-            Err(e) => return Err(Error::sys(format!("accept4({})", listener.as_raw_fd()), e)),
         };
         stats.accepted += 1;
         let verdict = match cred::authorise(conn.as_fd(), None) {
