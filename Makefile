@@ -24,6 +24,7 @@ help:
 	@echo "               (CHAPTERS='ch03' for only those chapters)"
 	@echo "make lint      cargo fmt --check and clippy -D warnings"
 	@echo "make doc       the API docs, with each chapter as its module's page"
+	@echo "make book      the chapters as an mdBook website in target/book/ (installs mdBook $(MDBOOK_VERSION) once)"
 	@echo "make bench     every chapter's servers against a real peer, alternating rounds,"
 	@echo "               median ratios with a range (a few minutes); CHAPTERS='ch07' to pick,"
 	@echo "               BENCH='--rounds 9 --scenarios busy' for more"
@@ -107,3 +108,12 @@ watch:
 	@$(SOCKBOOK) watch
 hint:
 	@$(SOCKBOOK) hint $(CH) $(FN)
+
+# The chapters as a website (mdBook, pinned; installed with cargo on first
+# use, which needs the crates.io registry once): target/book/index.html.
+MDBOOK_VERSION = 0.4.52
+MDBOOK ?= $(shell command -v mdbook 2>/dev/null || echo $(HOME)/.cargo/bin/mdbook)
+book:
+	@$(MDBOOK) --version 2>/dev/null | grep -q "v$(MDBOOK_VERSION)" || $(CARGO) install mdbook --version $(MDBOOK_VERSION) --locked
+	$(MDBOOK) build
+	@echo "open target/book/index.html"

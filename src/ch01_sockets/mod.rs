@@ -221,6 +221,7 @@ pub fn gai_error(call: impl Into<String>, code: c_int) -> Error {
 // Assignments
 // ---------------------------------------------------------------------------
 
+// ANCHOR: ch01_sockaddr_in_from_text
 /// **Assignment 1: build a `struct sockaddr_in` by hand.**
 ///
 /// Turn `text`, an IPv4 address and port written `a.b.c.d:port`
@@ -278,7 +279,9 @@ pub fn sockaddr_in_from_text(text: &str) -> Result<libc::sockaddr_in> {
     })
     // END SOLUTION
 }
+// ANCHOR_END: ch01_sockaddr_in_from_text
 
+// ANCHOR: ch01_format_sockaddr
 /// **Assignment 2: format any socket address.**
 ///
 /// `addr` holds a socket address of `len` bytes, as `accept(2)`,
@@ -387,7 +390,9 @@ pub fn format_sockaddr(addr: &libc::sockaddr_storage, len: libc::socklen_t) -> R
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch01_format_sockaddr
 
+// ANCHOR: ch01_resolve
 /// **Assignment 3: resolve a name to all its addresses.**
 ///
 /// Call [`getaddrinfo(3)`](https://man7.org/linux/man-pages/man3/getaddrinfo.3.html)
@@ -474,7 +479,9 @@ pub fn resolve(host: &str, port: u16) -> Result<Vec<SockaddrStorage>> {
     Ok(addrs)
     // END SOLUTION
 }
+// ANCHOR_END: ch01_resolve
 
+// ANCHOR: ch01_connect_first
 /// **Assignment 4: try each address until one answers.**
 ///
 /// A name has several addresses (`localhost` is often `::1` and
@@ -591,6 +598,7 @@ pub fn connect_first(addrs: &[SockaddrStorage], timeout: Duration) -> Result<Own
     )))
     // END SOLUTION
 }
+// ANCHOR_END: ch01_connect_first
 
 /// Resolve `host` with [`resolve`] and connect to the first of its addresses
 /// that answers within `timeout`, IPv6 first ([`connect_first`]): the whole

@@ -42,6 +42,7 @@ pub enum ConnEnd {
     Stopped(u64),
 }
 
+// ANCHOR: ch02_echo_connection
 /// Echo one connection (RFC 862) until the client closes, goes quiet for
 /// `idle`, or `stop` becomes readable. Does **not** close `conn` (the
 /// caller owns it).
@@ -134,7 +135,9 @@ pub fn echo_connection(
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch02_echo_connection
 
+// ANCHOR: ch02_serve_echo
 /// An iterative echo server: serve the connections waiting on `listener`
 /// one at a time, until `stop` becomes readable. Returns what it did.
 ///
@@ -211,6 +214,7 @@ pub fn serve_echo(listener: impl AsFd, stop: impl AsFd, idle: Duration) -> Resul
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch02_serve_echo
 
 /// How an [`echo_exchange`] ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +242,7 @@ pub struct EchoReply {
 /// The most one [`echo_exchange`] step sends before reading the echo back.
 pub const ECHO_CHUNK: usize = 4096;
 
+// ANCHOR: ch02_echo_exchange
 /// An echo client that copes with a server that closes or resets mid-stream.
 ///
 /// Connect to `addr` ([`super::connect_to`]), then for each chunk of at most
@@ -309,6 +314,7 @@ pub fn echo_exchange(addr: &SockaddrStorage, data: &[u8], timeout: Duration) -> 
     EchoReply { echoed, end }
     // END SOLUTION
 }
+// ANCHOR_END: ch02_echo_exchange
 
 /// The `server` subcommand's `listen` backlog: room for clients to wait
 /// their turn while the iterative server serves someone else (chapter 5

@@ -19,6 +19,7 @@ use crate::kit::{Error, Result};
 /// nonblocking fd to become ready before they give up with `ETIMEDOUT`.
 pub const READY_WAIT: Duration = Duration::from_secs(10);
 
+// ANCHOR: ch02_write_all_counting
 /// Write **all** of `buf` to `fd` with
 /// [`write(2)`](https://man7.org/linux/man-pages/man2/write.2.html) and
 /// return how many `write` calls *moved bytes* (returned a count > 0).
@@ -55,7 +56,9 @@ pub fn write_all_counting(fd: impl AsFd, buf: &[u8]) -> Result<usize> {
     Ok(calls)
     // END SOLUTION
 }
+// ANCHOR_END: ch02_write_all_counting
 
+// ANCHOR: ch02_read_exact_counting
 /// Read from `fd` with [`read(2)`](https://man7.org/linux/man-pages/man2/read.2.html)
 /// until `buf` is full or the peer closes (EOF), and return
 /// `(bytes read, read calls that returned data)`.
@@ -91,6 +94,7 @@ pub fn read_exact_counting(fd: impl AsFd, buf: &mut [u8]) -> Result<(usize, usiz
     Ok((filled, calls))
     // END SOLUTION
 }
+// ANCHOR_END: ch02_read_exact_counting
 
 /// `write(5)`: a call's name with its fd, for errors.
 pub fn call_name(call: &str, fd: impl AsFd) -> String {

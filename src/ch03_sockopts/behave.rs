@@ -15,6 +15,7 @@ use nix::sys::socket::{self, sockopt};
 
 use crate::kit::{Call, Error, Result};
 
+// ANCHOR: ch03_set_read_timeout
 /// **Assignment 5: bound a blocking read with `SO_RCVTIMEO`.**
 ///
 /// A blocking `read`/`recv` on a socket whose peer says nothing waits for
@@ -72,7 +73,9 @@ pub fn set_read_timeout(fd: impl AsFd, timeout: Duration) -> Result<()> {
     Ok(())
     // END SOLUTION
 }
+// ANCHOR_END: ch03_set_read_timeout
 
+// ANCHOR: ch03_enable_keepalive
 /// **Assignment 6: keepalive, so an idle connection is checked.**
 ///
 /// A connection on which nobody sends looks the same whether the peer is
@@ -133,3 +136,4 @@ pub fn enable_keepalive(
     Ok(())
     // END SOLUTION
 }
+// ANCHOR_END: ch03_enable_keepalive

@@ -114,6 +114,7 @@ impl fmt::Display for ReadError {
 /// What reading one option gave: its value, or why not.
 pub type Reading = std::result::Result<Value, ReadError>;
 
+// ANCHOR: ch03_get_option
 /// Read one socket option of any level with a raw
 /// [`getsockopt(2)`](https://man7.org/linux/man-pages/man2/getsockopt.2.html),
 /// checking the length the kernel returns against the type, as the classic
@@ -189,6 +190,7 @@ pub fn get_option(fd: impl AsFd, level: c_int, name: c_int, kind: Kind) -> Readi
     })
     // END SOLUTION
 }
+// ANCHOR_END: ch03_get_option
 
 /// What [`set_and_explain`] saw: the value asked for, the value the kernel
 /// reports afterwards, and whether they differ.
@@ -233,6 +235,7 @@ impl SetReport {
     }
 }
 
+// ANCHOR: ch03_set_and_explain
 /// Set an option with a raw
 /// [`setsockopt(2)`](https://man7.org/linux/man-pages/man2/setsockopt.2.html),
 /// read it back with [`get_option`], and report whether the kernel stored
@@ -312,3 +315,4 @@ pub fn set_and_explain(
     })
     // END SOLUTION
 }
+// ANCHOR_END: ch03_set_and_explain

@@ -191,6 +191,7 @@ impl fmt::Display for Row {
     }
 }
 
+// ANCHOR: ch03_defaults_table
 /// Build the table of defaults.
 ///
 /// Task:
@@ -240,6 +241,7 @@ pub fn defaults_table() -> Vec<Row> {
     rows
     // END SOLUTION
 }
+// ANCHOR_END: ch03_defaults_table
 
 /// Print the table, one section per kind of socket.
 pub fn print_table(rows: &[Row]) {

@@ -78,6 +78,7 @@ pub struct TcpSummary {
     pub snd_wnd: Option<u32>,
 }
 
+// ANCHOR: ch03_decode_tcp_info
 /// Decode a [`TcpSummary`] from the bytes `getsockopt(…, TCP_INFO, …)`
 /// returned, however many: an older kernel returns a shorter prefix of
 /// `struct tcp_info`, a newer one may return more than this libc knows.
@@ -138,6 +139,7 @@ pub fn decode_tcp_info(bytes: &[u8]) -> TcpSummary {
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch03_decode_tcp_info
 
 /// Read `TCP_INFO` with a raw `libc::getsockopt`, offering
 /// `size_of::<libc::tcp_info>()` bytes and keeping only as many as the

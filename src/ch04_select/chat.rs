@@ -171,6 +171,7 @@ impl Client {
         !self.closing && !echo_waiting
     }
 
+    // ANCHOR: ch04_wants_write
     /// **Assignment 5 (part 3 of 3): writable-readiness.** Should the loop
     /// watch this client for writing (select's write set, `POLLOUT`)?
     ///
@@ -184,6 +185,7 @@ impl Client {
         !self.output.is_empty()
         // END SOLUTION
     }
+    // ANCHOR_END: ch04_wants_write
 
     /// Bytes waiting in its output buffer.
     pub fn queued(&self) -> usize {
@@ -236,6 +238,7 @@ impl Client {
         }
     }
 
+    // ANCHOR: ch04_send
     /// **Assignment 5 (part 1 of 3): a bounded output buffer per client.**
     ///
     /// The server has a message for this client. It must never wait for the
@@ -280,7 +283,9 @@ impl Client {
         Ok(())
         // END SOLUTION
     }
+    // ANCHOR_END: ch04_send
 
+    // ANCHOR: ch04_flush
     /// **Assignment 5 (part 2 of 3): drain the buffer when writable.** The
     /// loop saw this client's socket writable while output waited: send as
     /// much of `self.output` as the kernel takes now (`Client::write_some`)
@@ -294,6 +299,7 @@ impl Client {
         Ok(())
         // END SOLUTION
     }
+    // ANCHOR_END: ch04_flush
 
     /// `send(2)` without blocking: how many bytes the kernel took (0 when
     /// its buffer is full). `MSG_NOSIGNAL`: a reset peer is an `EPIPE`

@@ -27,6 +27,7 @@ pub struct Copied {
     pub received: u64,
 }
 
+// ANCHOR: ch04_str_cli
 /// **Assignment 4 (the select client).** Copy `input` to the socket `sock`
 /// and `sock` to `output`, with one `select(2)` watching both, until the
 /// peer closes the connection after the input has ended.
@@ -136,6 +137,7 @@ pub fn str_cli(
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch04_str_cli
 
 /// `client --addr A`: connect, then run [`str_cli`] on stdin and stdout.
 /// Diagnostics go to stderr, so stdout carries only what the server sent.

@@ -23,6 +23,7 @@ impl fmt::Display for LineTooLong {
 
 impl std::error::Error for LineTooLong {}
 
+// ANCHOR: ch04_take_lines
 /// **Assignment 2 (framing).** Append `data`, just read from one client, to
 /// `pending`, that client's unfinished line, and take out every complete
 /// line.
@@ -64,3 +65,4 @@ pub fn take_lines(
     Ok(lines)
     // END SOLUTION
 }
+// ANCHOR_END: ch04_take_lines

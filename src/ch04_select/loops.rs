@@ -13,6 +13,7 @@ use nix::sys::select::{FD_SETSIZE, FdSet, select};
 use super::chat::Chat;
 use crate::kit::{Error, Result};
 
+// ANCHOR: ch04_select_loop
 /// **Assignment 1 (the select loop).** Serve `chat` with `select(2)` until
 /// `stop` is readable, then return `Ok(())`.
 ///
@@ -92,7 +93,9 @@ pub fn select_loop(chat: &mut Chat, stop: BorrowedFd<'_>) -> Result<()> {
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch04_select_loop
 
+// ANCHOR: ch04_poll_loop
 /// **Assignment 3 (the poll loop).** The same server with `poll(2)`: serve
 /// `chat` until `stop` is readable, then return `Ok(())`.
 ///
@@ -168,3 +171,4 @@ pub fn poll_loop(chat: &mut Chat, stop: BorrowedFd<'_>) -> Result<()> {
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch04_poll_loop

@@ -30,6 +30,7 @@ pub struct ListenQueues {
     pub limit: u32,
 }
 
+// ANCHOR: ch05_listener_queues
 /// Report how many connections wait in `listener`'s accept queue, and its
 /// limit.
 ///
@@ -55,6 +56,7 @@ pub fn listener_queues(listener: impl AsFd) -> Result<ListenQueues> {
     })
     // END SOLUTION
 }
+// ANCHOR_END: ch05_listener_queues
 
 /// How many half-open entries (SYN_RECV in `/proc/net/tcp`) a listener on
 /// `port` has: the SYN queue (半连接队列) the seed describes.

@@ -15,6 +15,7 @@ use crate::kit::narrate::{heading, note};
 use crate::kit::{Call, Error, Result, net, wait};
 use crate::say;
 
+// ANCHOR: ch05_connect_timeout
 /// Connect `fd` (a fresh TCP socket) to `addr`, giving up after `timeout`.
 ///
 /// Task: the classic nonblocking connect (UNP section 16.3).
@@ -57,6 +58,7 @@ pub fn connect_timeout(fd: impl AsFd, addr: &SockaddrStorage, timeout: Duration)
     net::set_nonblocking(fd, false)
     // END SOLUTION
 }
+// ANCHOR_END: ch05_connect_timeout
 
 /// A TCP socket for `addr`'s family with `TCP_SYNCNT` set, narrated, shown
 /// in its raw C form.

@@ -86,6 +86,7 @@ pub struct TcpHeader {
     pub payload_len: usize,
 }
 
+// ANCHOR: ch05_decode_tcp
 /// Decode the TCP header at the start of `bytes` (a TCP segment: header,
 /// options, data).
 ///
@@ -178,6 +179,7 @@ pub fn decode_tcp(bytes: &[u8]) -> Result<TcpHeader> {
     })
     // END SOLUTION
 }
+// ANCHOR_END: ch05_decode_tcp
 
 impl TcpHeader {
     /// Is every bit of `mask` set?

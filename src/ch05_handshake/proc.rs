@@ -47,6 +47,7 @@ pub struct ProcTcpEntry {
     pub inode: u64,
 }
 
+// ANCHOR: ch05_parse_line
 /// Parse one data line of `/proc/net/tcp` or `/proc/net/tcp6` (not the
 /// header line).
 ///
@@ -125,6 +126,7 @@ pub fn parse_line(line: &str) -> Result<ProcTcpEntry> {
     })
     // END SOLUTION
 }
+// ANCHOR_END: ch05_parse_line
 
 /// Every entry of `/proc/net/tcp` and `/proc/net/tcp6` (a table that does
 /// not exist, like `tcp6` without IPv6, is skipped).

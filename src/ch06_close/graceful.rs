@@ -10,6 +10,7 @@ use nix::sys::socket::{self, Shutdown};
 
 use crate::kit::{Call, Error, Result, wait};
 
+// ANCHOR: ch06_graceful_close
 /// Close `fd` gracefully: tell the peer we are done sending, collect what
 /// it still sends until it closes too, then close.
 ///
@@ -51,6 +52,7 @@ pub fn graceful_close(fd: OwnedFd, timeout: Duration) -> Result<Vec<u8>> {
     Ok(got)
     // END SOLUTION
 }
+// ANCHOR_END: ch06_graceful_close
 
 /// How a peer ended the conversation, as seen from our side.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +67,7 @@ pub enum PeerLeft {
     Silent { bytes: usize },
 }
 
+// ANCHOR: ch06_how_peer_left
 /// Read from `fd` until the peer leaves or `timeout` passes, and say how
 /// it left.
 ///
@@ -106,7 +109,9 @@ pub fn how_peer_left(fd: impl AsFd, timeout: Duration) -> Result<PeerLeft> {
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch06_how_peer_left
 
+// ANCHOR: ch06_half_close_exchange
 /// Send all of `input` on `fd`, then half-close, and return every byte the
 /// peer sends back until it closes.
 ///
@@ -186,3 +191,4 @@ pub fn half_close_exchange(fd: impl AsFd, input: &[u8], timeout: Duration) -> Re
     Ok(out)
     // END SOLUTION
 }
+// ANCHOR_END: ch06_half_close_exchange

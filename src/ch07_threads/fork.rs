@@ -39,6 +39,7 @@ pub struct Reaped {
     pub code: i32,
 }
 
+// ANCHOR: ch07_reap_children
 /// **Assignment.** Reap every child that has exited, without blocking:
 /// call `waitpid(-1, WNOHANG)` (nix: `waitpid(None, Some(WaitPidFlag::WNOHANG))`)
 /// until it says no more have exited (`WaitStatus::StillAlive`) or that
@@ -65,6 +66,7 @@ pub fn reap_children() -> Result<Vec<Reaped>> {
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch07_reap_children
 
 /// Options of the fork server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

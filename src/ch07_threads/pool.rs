@@ -137,6 +137,7 @@ pub fn accept_pool(
     Ok(report)
 }
 
+// ANCHOR: ch07_queue_pool
 /// **Assignment 4: a bounded pool fed through a bounded queue, with
 /// back-pressure.**
 ///
@@ -254,6 +255,7 @@ pub fn queue_pool(
     Ok(report)
     // END SOLUTION
 }
+// ANCHOR_END: ch07_queue_pool
 
 /// What [`herd`] saw: for one connection, how many of the waiting threads
 /// the kernel woke, how many of those got it from `accept`, and how many

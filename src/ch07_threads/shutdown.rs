@@ -57,6 +57,7 @@ pub struct Drained {
 /// How long cut connections get to leave before the drain gives up.
 pub const CUT_WAIT: Duration = Duration::from_secs(2);
 
+// ANCHOR: ch07_drain
 /// **Assignment.** Drain a server that has stopped accepting: wait (with
 /// [`Live::wait_until`]) up to `grace` for every connection in `live` to
 /// finish by itself. If some are still open at the deadline, cut them all
@@ -86,3 +87,4 @@ pub fn drain(live: &Live, grace: Duration) -> Result<Drained> {
     Ok(Drained { open, cut })
     // END SOLUTION
 }
+// ANCHOR_END: ch07_drain

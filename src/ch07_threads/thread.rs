@@ -57,6 +57,7 @@ pub fn join_finished(handles: &mut Vec<JoinHandle<()>>) -> u64 {
     joined
 }
 
+// ANCHOR: ch07_serve
 /// **Assignment.** A thread-per-connection echo server.
 ///
 /// Make `listener` nonblocking, then loop on [`next_connection`] until it
@@ -127,3 +128,4 @@ pub fn serve(
     Ok(report)
     // END SOLUTION
 }
+// ANCHOR_END: ch07_serve

@@ -13,6 +13,7 @@ use nix::sys::socket::{self, MsgFlags, SockaddrLike, SockaddrStorage};
 use super::dgram;
 use crate::kit::{Call, Error, Result, wait};
 
+// ANCHOR: ch08_ask_connected
 /// **Assignment (2 points):** ask `server` one question over *connected*
 /// UDP and return its answer (the first datagram from it, at most 65536
 /// bytes), or the error that says why there is none.
@@ -45,6 +46,7 @@ pub fn ask_connected(server: &SockaddrStorage, query: &[u8], timeout: Duration) 
     Ok(buf)
     // END SOLUTION
 }
+// ANCHOR_END: ch08_ask_connected
 
 /// What an *unconnected* socket learns from the same ICMP: nothing, unless
 /// it asked for the error queue with `IP_RECVERR` (see the demo).

@@ -73,6 +73,7 @@ impl EchoStats {
     }
 }
 
+// ANCHOR: ch08_serve_echo
 /// **Assignment (3 points):** serve UDP echo on `sock` until `stop` is
 /// readable (a byte, EOF, or a signal on a signalfd), then return the
 /// counts.
@@ -142,3 +143,4 @@ pub fn serve_echo(sock: OwnedFd, stop: impl AsFd, config: EchoConfig) -> Result<
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch08_serve_echo

@@ -71,6 +71,7 @@ pub struct Reply {
     pub ignored: u32,
 }
 
+// ANCHOR: ch08_request
 /// **Assignment (4 points):** send request `id` with `query` on the
 /// unconnected UDP socket `sock` to `server`, and return the body of the
 /// reply that answers it.
@@ -148,3 +149,4 @@ pub fn request(
     ))
     // END SOLUTION
 }
+// ANCHOR_END: ch08_request

@@ -235,6 +235,7 @@ pub fn receive_in_order(sock: impl AsFd, config: TransferConfig) -> Result<Recei
     }
 }
 
+// ANCHOR: ch08_send_file
 /// **Assignment (3 points, with [`receive_file`]):** send `data` reliably
 /// to `to` with a sliding window, and return when every packet is
 /// acknowledged.
@@ -311,7 +312,9 @@ pub fn send_file(
     Ok(sent)
     // END SOLUTION
 }
+// ANCHOR_END: ch08_send_file
 
+// ANCHOR: ch08_receive_file
 /// **Assignment (with [`send_file`]):** receive a file sent with
 /// [`send_file`] on `sock` and return it.
 ///
@@ -371,3 +374,4 @@ pub fn receive_file(sock: impl AsFd, config: TransferConfig) -> Result<Received>
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch08_receive_file

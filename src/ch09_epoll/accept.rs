@@ -72,6 +72,7 @@ pub struct Accepted {
     pub shed: usize,
 }
 
+// ANCHOR: ch09_accept_all
 /// **Assignment 4 (EMFILE survival).** Accept every connection waiting on
 /// the nonblocking `listener`, until `accept4` says `EAGAIN`.
 ///
@@ -132,3 +133,4 @@ pub fn accept_all(listener: BorrowedFd<'_>, reserve: &mut Reserve) -> Result<Acc
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch09_accept_all

@@ -17,6 +17,7 @@ use nix::sys::socket::{
 
 use crate::kit::{Call, Error, Result, net, wait};
 
+// ANCHOR: ch09_connect_within
 /// **Assignment 3 (nonblocking connect with a deadline).** Connect a TCP
 /// socket to `addr`, waiting at most `timeout`; return it connected and
 /// back in *blocking* mode.
@@ -72,3 +73,4 @@ pub fn connect_within(addr: &SockaddrStorage, timeout: Duration) -> Result<Owned
     Ok(fd)
     // END SOLUTION
 }
+// ANCHOR_END: ch09_connect_within

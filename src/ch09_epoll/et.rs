@@ -26,6 +26,7 @@ pub const ET_CONN: EpollFlags = EpollFlags::EPOLLIN
     .union(EpollFlags::EPOLLRDHUP)
     .union(EpollFlags::EPOLLET);
 
+// ANCHOR: ch09_drive
 /// **Assignment 2, part 1 (drain).** Connection `conn` had an edge. Move
 /// every byte you can; return `true` when it must be closed.
 ///
@@ -63,7 +64,9 @@ pub fn drive(conn: &mut Conn) -> bool {
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch09_drive
 
+// ANCHOR: ch09_serve_et
 /// **Assignment 2, part 2 (the edge-triggered loop).** Serve echo on the
 /// nonblocking `listener` until `stop` is readable.
 ///
@@ -135,3 +138,4 @@ pub fn serve_et(listener: BorrowedFd<'_>, stop: BorrowedFd<'_>) -> Result<Stats>
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch09_serve_et

@@ -21,6 +21,7 @@ use crate::kit::{Call, Error, Result};
 /// Tokens with this bit set are timers: the low bits are the connection's fd.
 pub const TIMER: u64 = 1 << 32;
 
+// ANCHOR: ch09_serve_idle
 /// **Assignment 5 (idle timeouts).** Echo as [`super::lt::serve_lt`] does
 /// (call [`on_event`] for connection events), and close any connection
 /// that sends nothing for `idle`.
@@ -125,3 +126,4 @@ pub fn serve_idle(listener: BorrowedFd<'_>, stop: BorrowedFd<'_>, idle: Duration
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch09_serve_idle

@@ -18,6 +18,7 @@ use super::conn::{Conn, Flush, Read};
 use super::{Config, LISTENER, STOP, Stats};
 use crate::kit::{Call, Error, Result};
 
+// ANCHOR: ch09_on_event
 /// **Assignment 1, part 1 (one level-triggered event).** Connection `conn`
 /// was reported with `ready` events. Do its I/O and fix its interest.
 /// Return `true` when it must be closed (the caller removes it from the
@@ -67,7 +68,9 @@ pub fn on_event(epoll: &Epoll, conn: &mut Conn, ready: EpollFlags) -> bool {
     false
     // END SOLUTION
 }
+// ANCHOR_END: ch09_on_event
 
+// ANCHOR: ch09_serve_lt
 /// **Assignment 1, part 2 (the level-triggered loop).** Serve echo on the
 /// nonblocking `listener` until `stop` is readable; return the counters.
 ///
@@ -148,3 +151,4 @@ pub fn serve_lt(listener: BorrowedFd<'_>, stop: BorrowedFd<'_>, cfg: &Config) ->
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch09_serve_lt

@@ -188,6 +188,7 @@ pub struct Verdict {
     pub claim_honest: Option<bool>,
 }
 
+// ANCHOR: ch10_authorise
 /// Decide whether to serve the peer on `conn`: only a process running as
 /// this server's own effective uid is served.
 ///
@@ -213,6 +214,7 @@ pub fn authorise(conn: BorrowedFd<'_>, claim: Option<&[u8]>) -> Result<Verdict> 
     })
     // END SOLUTION
 }
+// ANCHOR_END: ch10_authorise
 
 /// Does `text` (`uid=N pid=N gid=N`, any subset) agree with `peer`?
 #[allow(dead_code)] // used by the reference solution of `authorise`

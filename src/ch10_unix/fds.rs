@@ -29,6 +29,7 @@ pub struct Received {
     pub data_truncated: bool,
 }
 
+// ANCHOR: ch10_send_fds
 /// Send `data` with `fds` attached as one `SCM_RIGHTS` control message, in
 /// one [`sendmsg(2)`](https://man7.org/linux/man-pages/man2/sendmsg.2.html)
 /// (with `MSG_NOSIGNAL`). Returns the bytes of `data` sent.
@@ -112,7 +113,9 @@ pub fn send_fds(sock: impl AsFd, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch10_send_fds
 
+// ANCHOR: ch10_recv_fds
 /// Receive one message into `buf` and up to `max_fds` descriptors with one
 /// [`recvmsg(2)`](https://man7.org/linux/man-pages/man2/recvmsg.2.html).
 ///
@@ -221,6 +224,7 @@ pub fn recv_fds(sock: impl AsFd, buf: &mut [u8], max_fds: usize) -> Result<Recei
     Ok(got)
     // END SOLUTION
 }
+// ANCHOR_END: ch10_recv_fds
 
 /// Borrow a raw fd for a nix call that wants `AsFd`.
 fn sock_fd(raw: RawFd) -> BorrowedFd<'static> {

@@ -35,6 +35,7 @@ use crate::say;
 /// What the successor sends back once it holds the sockets.
 pub const ACK: &[u8] = b"HELD\n";
 
+// ANCHOR: ch10_hand_over
 /// The old side: send `listeners` over `channel` (a connected Unix stream
 /// socket to the successor) and close them only once the successor has
 /// confirmed that it holds them.
@@ -86,7 +87,9 @@ pub fn hand_over(
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch10_hand_over
 
+// ANCHOR: ch10_take_over
 /// The new side: receive up to `max` listening sockets from `channel`,
 /// check them, confirm with [`ACK`], and return them.
 ///
@@ -132,6 +135,7 @@ pub fn take_over(channel: BorrowedFd<'_>, max: usize) -> Result<Vec<OwnedFd>> {
     Ok(got.fds)
     // END SOLUTION
 }
+// ANCHOR_END: ch10_take_over
 
 /// How a [`serve_tcp`] run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

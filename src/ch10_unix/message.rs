@@ -65,6 +65,7 @@ pub fn answer(request: &[u8], served: u64, conn: BorrowedFd<'_>) -> Vec<u8> {
     }
 }
 
+// ANCHOR: ch10_serve_messages
 /// Serve the protocol on one connected `SOCK_SEQPACKET` socket until the
 /// peer closes it; return how many requests were answered.
 ///
@@ -108,6 +109,7 @@ pub fn serve_messages(conn: BorrowedFd<'_>) -> Result<u64> {
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch10_serve_messages
 
 /// The same protocol on a connected `SOCK_STREAM` socket: one request per
 /// line, one reply line each. A line longer than [`MAX_REQUEST`] gets
