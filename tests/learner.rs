@@ -152,6 +152,11 @@ fn every_solution_region_has_an_entry_with_existing_file_function_and_tests() {
                 "{} {}: no `fn {}` in {}",
                 a.chapter, a.name, a.name, a.file
             ));
+        } else if a.task(&root).iter().all(|l| l.trim().is_empty()) {
+            problems.push(format!(
+                "{} {}: no doc comment right above `fn {}` in {} (`sockbook next` shows it as the task)",
+                a.chapter, a.name, a.name, a.file
+            ));
         }
         if !(1..=3).contains(&a.hints.len()) {
             problems.push(format!(
