@@ -19,3 +19,4 @@ pub mod ch06_close;
 pub mod ch07_threads;
 pub mod ch08_udp;
 pub mod ch09_epoll;
+pub mod ch10_unix;
