@@ -7,7 +7,7 @@
 
 pub mod kit;
 
-/// The benchmark harness behind `make bench` (not a chapter).
+// The benchmark harness behind `make bench` (not a chapter).
 pub mod bench;
 
 pub mod ch01_sockets;

@@ -274,11 +274,18 @@ graded! {
         let path = std::env::temp_dir().join(format!("{}.sock", unique("path")));
         let _ = std::fs::remove_file(&path);
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        // The socket file goes away however this test ends (a stub panics).
+        struct RemoveOnDrop(std::path::PathBuf);
+        impl Drop for RemoveOnDrop {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+        let _file = RemoveOnDrop(path.clone());
         let (storage, len) = raw_getsockname(listener.as_raw_fd());
         let theirs: UnixAddr = socket::getsockname(listener.as_raw_fd()).unwrap();
         let ours = format_sockaddr(&storage, len);
         drop(listener);
-        let _ = std::fs::remove_file(&path);
         let ours = ours.unwrap_or_else(|e| panic!("format_sockaddr(unix path) failed: {e}"));
         assert_eq!(ours, theirs.to_string(), "a pathname socket");
         assert_eq!(ours, path.display().to_string(), "a pathname socket is its path");
