@@ -170,7 +170,12 @@ impl Chatter {
     }
 
     fn send(&mut self, text: &str) {
-        self.s.write_all(text.as_bytes()).unwrap();
+        self.s.write_all(text.as_bytes()).unwrap_or_else(|e| {
+            panic!(
+                "{}: sending {text:?} to the chat server failed: {e}",
+                self.local
+            )
+        });
     }
 
     /// The next line without its `\n`, waiting at most DEADLINE.

@@ -57,16 +57,36 @@ fn limits(max_conns: usize, grace_ms: u64) -> Limits {
 
 /// Send `msg` and read exactly as many bytes back; they must be the same.
 fn echo(stream: &mut TcpStream, msg: &[u8]) {
-    stream.write_all(msg).unwrap();
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    stream.write_all(msg).unwrap_or_else(|e| {
+        panic!("sending {msg:?} to the echo server at {peer} failed: {e} (by hand: nc {peer})")
+    });
     let mut back = vec![0u8; msg.len()];
-    stream.read_exact(&mut back).unwrap();
-    assert_eq!(back, msg, "the echo differs from what was sent");
+    stream.read_exact(&mut back).unwrap_or_else(|e| {
+        panic!(
+            "sent {msg:?} to the echo server at {peer}, expected the same {} bytes back, \
+             the read failed: {e} (EOF: the server closed the connection; a timeout: it never answered)",
+            msg.len()
+        )
+    });
+    assert_eq!(
+        back, msg,
+        "sent {msg:?} to {peer}: the echo differs from what was sent"
+    );
 }
 
 /// Everything the peer sends until it closes.
 fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
     let mut all = Vec::new();
-    stream.read_to_end(&mut all).unwrap();
+    stream.read_to_end(&mut all).unwrap_or_else(|e| {
+        panic!(
+            "reading until the server closes failed after {} bytes: {e}",
+            all.len()
+        )
+    });
     all
 }
 
