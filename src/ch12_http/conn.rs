@@ -130,7 +130,17 @@ impl Conn {
 
     /// Feed `unparsed` to the parser while the queue has room, queueing a
     /// response per request.
-    fn parse_queued(&mut self, config: &Config, now: Instant) {
+    ///
+    /// **Assignment** (with [`Conn::advance`]). One read may hold several
+    /// pipelined requests, or part of one: feed what is there, keep what the
+    /// parser did not use for the next request, and queue each response
+    /// *behind* the earlier ones (RFC 9112 §9.3.2: responses in request
+    /// order). Track when a head started (`head_started`) for the header
+    /// deadline. A request that does not keep the connection alive, or a
+    /// rejected one (its error response says `Connection: close`), ends the
+    /// reading: set `closing`.
+    pub fn parse_queued(&mut self, config: &Config, now: Instant) {
+        // BEGIN SOLUTION
         while !self.closing && !self.unparsed.is_empty() && self.queue.len() < config.max_pipeline {
             if self.head_started.is_none() {
                 self.head_started = Some(now);
@@ -174,6 +184,7 @@ impl Conn {
                 }
             }
         }
+        // END SOLUTION
     }
 
     /// Do everything that can be done now, after a readiness event or a

@@ -84,11 +84,14 @@ pub fn resolve(root: &Path, target: &str) -> Result<PathBuf, Refusal> {
         joined.push(OsStr::from_bytes(&decoded));
     }
     let mut real = canonical(&joined)?;
-    if real.is_dir() {
-        real = canonical(&real.join("index.html"))?;
-    }
     if !real.starts_with(root) {
         return Err(Refusal::Forbidden);
+    }
+    if real.is_dir() {
+        real = canonical(&real.join("index.html"))?;
+        if !real.starts_with(root) {
+            return Err(Refusal::Forbidden);
+        }
     }
     if !real.is_file() {
         return Err(Refusal::Forbidden);
