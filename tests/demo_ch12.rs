@@ -1,0 +1,190 @@
+//! Plain (ungraded) checks of the `ch12_http` binary: the demo finishes by
+//! itself, `--help`, `server` + `get`, and curl where it is installed.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::server_process::ServerProcess;
+use support::{DEADLINE, run_bin};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ch12_http");
+
+#[test]
+fn demo_exits_zero_in_time() {
+    let run = run_bin(BIN, &[], Duration::from_secs(20));
+    assert!(
+        run.status.success(),
+        "demo failed: {}\n{}",
+        run.stderr,
+        run.stdout
+    );
+    for needle in [
+        "GET /a%20b.txt -> 200",
+        "HEAD /big.bin -> 200 (Content-Length 1048576)",
+        "GET /nope -> 404",
+        "GET /%2e%2e/%2e%2e/etc/passwd -> 400",
+        "the header deadline",
+        "read 1048",
+        "then EOF",
+    ] {
+        assert!(
+            run.stdout.contains(needle),
+            "demo output lacks {needle:?}:\n{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let run = run_bin(BIN, &["--help"], DEADLINE);
+    assert!(run.status.success());
+    for needle in ["server", "--root", "--threads", "get URL"] {
+        assert!(run.stdout.contains(needle), "--help lacks {needle}");
+    }
+    let bad = run_bin(BIN, &["serve"], DEADLINE);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "an unknown subcommand is a usage error"
+    );
+}
+
+/// A small site in a temp dir.
+fn site(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ch12-demo-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<!doctype html><link rel=stylesheet href=s.css><h1 style='font-size:80px'>ch12</h1><img src=dot.svg width=200 height=200>\n").unwrap();
+    std::fs::write(dir.join("s.css"), "body{background:#2050c0;color:white}\n").unwrap();
+    std::fs::write(dir.join("dot.svg"), "<svg xmlns='http://www.w3.org/2000/svg' width='200' height='200'><circle cx='100' cy='100' r='90' fill='orange'/></svg>\n").unwrap();
+    std::fs::write(dir.join("big.bin"), vec![7u8; 300_000]).unwrap();
+    dir
+}
+
+#[test]
+fn server_and_get_with_threads_then_sigterm() {
+    let dir = site("get");
+    let root = dir.to_string_lossy().into_owned();
+    let server = ServerProcess::start(
+        BIN,
+        &[
+            "server",
+            "--root",
+            &root,
+            "--threads",
+            "3",
+            "--addr",
+            "127.0.0.1:0",
+            "--log",
+        ],
+        DEADLINE,
+    );
+    let base = format!("http://{}", server.addr);
+    let urls: Vec<String> = ["/", "/s.css", "/big.bin", "/missing"]
+        .iter()
+        .map(|p| format!("{base}{p}"))
+        .collect();
+    let mut args = vec!["get"];
+    args.extend(urls.iter().map(String::as_str));
+    let run = run_bin(BIN, &args, Duration::from_secs(10));
+    assert!(
+        run.status.success(),
+        "get failed: {}\n{}",
+        run.stderr,
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("200 /big.bin 300000 bytes"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("404 /missing"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("4 requests on one connection"),
+        "{}",
+        run.stdout
+    );
+    let mut server = server;
+    server.signal(libc::SIGTERM);
+    let (status, lines) = server.wait_exit(DEADLINE);
+    assert!(status.success(), "server exit {status}: {lines:?}");
+    assert!(
+        lines.iter().any(|l| l == "GET /big.bin 200"),
+        "log lines: {lines:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn curl_keep_alive_head_range_and_http10() {
+    if !have("curl") {
+        return support::skip("curl is not installed (.ci/run installs it)");
+    }
+    let dir = site("curl");
+    let root = dir.to_string_lossy().into_owned();
+    let server = ServerProcess::start(
+        BIN,
+        &["server", "--root", &root, "--addr", "127.0.0.1:0"],
+        DEADLINE,
+    );
+    let base = format!("http://{}", server.addr);
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Two URLs in one curl: the second reuses the connection.
+    let (_, err) = curl(&[
+        "-v",
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        &format!("{base}/"),
+        &format!("{base}/s.css"),
+    ]);
+    assert!(
+        err.contains("Re-using existing connection") || err.contains("Reusing existing connection"),
+        "curl did not keep the connection alive:\n{err}"
+    );
+    let (out, _) = curl(&["-I", &format!("{base}/big.bin")]);
+    assert!(out.contains("Content-Length: 300000"), "HEAD: {out}");
+    let (out, _) = curl(&[
+        "-r",
+        "5-9",
+        &format!("{base}/big.bin"),
+        "-o",
+        "-",
+        "-w",
+        "%{http_code}",
+    ]);
+    assert!(out.ends_with("206") && out.len() == 8, "Range 5-9: {out:?}");
+    let (out, _) = curl(&["-0", &format!("{base}/s.css")]);
+    assert!(out.contains("background"), "HTTP/1.0: {out}");
+    let mut server = server;
+    server.signal(libc::SIGINT);
+    let (status, _) = server.wait_exit(DEADLINE);
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
