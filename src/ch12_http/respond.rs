@@ -196,10 +196,17 @@ impl Response {
     }
 }
 
+/// A range that starts past the end of the file (416).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
 /// A `Range: bytes=…` header for a file of `size` bytes: `Ok(None)` to
 /// ignore it (absent, not bytes, several ranges), `Ok(Some((first,
-/// last)))` inclusive, `Err(())` when it cannot be satisfied (416).
-pub fn byte_range(header: Option<&str>, size: u64) -> std::result::Result<Option<(u64, u64)>, ()> {
+/// last)))` inclusive, `Err(Unsatisfiable)` when it cannot be (416).
+pub fn byte_range(
+    header: Option<&str>,
+    size: u64,
+) -> std::result::Result<Option<(u64, u64)>, Unsatisfiable> {
     let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
         return Ok(None);
     };
@@ -216,7 +223,7 @@ pub fn byte_range(header: Option<&str>, size: u64) -> std::result::Result<Option
             return Ok(None);
         };
         if n == 0 || size == 0 {
-            return Err(());
+            return Err(Unsatisfiable);
         }
         (size - n.min(size), size - 1)
     } else {
@@ -232,7 +239,7 @@ pub fn byte_range(header: Option<&str>, size: u64) -> std::result::Result<Option
             }
         };
         if first >= size {
-            return Err(());
+            return Err(Unsatisfiable);
         }
         (first, last)
     };
@@ -300,7 +307,7 @@ pub fn respond(root: &Path, request: &Request, close: bool) -> Response {
             extra += &format!("Content-Range: bytes {first}-{last}/{size}\r\n");
             (206, first, last - first + 1)
         }
-        Err(()) => {
+        Err(Unsatisfiable) => {
             return Response::error(
                 416,
                 &format!("Content-Range: bytes */{size}\r\n"),
