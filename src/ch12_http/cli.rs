@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::conn::Config;
-use super::server::{listeners, serve};
+use super::server::{listeners, serve_then};
 use crate::kit::args::{Args, usage_error};
 use crate::kit::narrate::set_quiet;
 use crate::kit::stop::Stop;
@@ -64,10 +64,9 @@ fn server(args: &Args, stop: &Stop) -> Result<()> {
             nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
     }
     let (fds, bound) = listeners(&addr, threads, 4096)?;
-    println!("listening on {bound}");
     let mut config = Config::new(root);
     config.log = args.flag("--log");
-    let stats = serve(fds, stop.fd(), &config)?;
+    let stats = serve_then(fds, stop.fd(), &config, || println!("listening on {bound}"))?;
     println!(
         "stopped: {} connections, {} requests, {} closed by a timer, {} turned away",
         stats.accepted, stats.requests, stats.timed_out, stats.turned_away

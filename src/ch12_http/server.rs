@@ -79,11 +79,28 @@ pub fn listeners(
 /// signalfd, which no loop consumes, so every loop sees it). Returns the sum
 /// of what the loops did.
 pub fn serve(listeners: Vec<OwnedFd>, stop: impl AsFd, config: &Config) -> Result<Stats> {
+    serve_then(listeners, stop, config, || {})
+}
+
+/// [`serve`], calling `ready` once every epoll instance exists and before
+/// any connection is served (the binary prints `listening on` there, so a
+/// supervisor counting fds after that line sees the server at rest).
+pub fn serve_then(
+    listeners: Vec<OwnedFd>,
+    stop: impl AsFd,
+    config: &Config,
+    ready: impl FnOnce(),
+) -> Result<Stats> {
     let stop = stop.as_fd();
+    let loops = listeners
+        .into_iter()
+        .map(|listener| watch(listener, stop))
+        .collect::<Result<Vec<_>>>()?;
+    ready();
     std::thread::scope(|scope| {
-        let handles: Vec<_> = listeners
+        let handles: Vec<_> = loops
             .into_iter()
-            .map(|listener| scope.spawn(move || serve_one(listener, stop, config)))
+            .map(|(epoll, listener)| scope.spawn(move || serve_one(epoll, listener, stop, config)))
             .collect();
         let mut total = Stats::default();
         for handle in handles {
@@ -94,6 +111,19 @@ pub fn serve(listeners: Vec<OwnedFd>, stop: impl AsFd, config: &Config) -> Resul
         }
         Ok(total)
     })
+}
+
+/// A new epoll instance watching `listener` and `stop`.
+fn watch(listener: OwnedFd, stop: std::os::fd::BorrowedFd<'_>) -> Result<(Epoll, OwnedFd)> {
+    crate::kit::net::set_nonblocking(&listener, true)?;
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).call("epoll_create1(EPOLL_CLOEXEC)")?;
+    epoll
+        .add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
+        .call("epoll_ctl(ADD, listener)")?;
+    epoll
+        .add(stop, EpollEvent::new(EpollFlags::EPOLLIN, STOP))
+        .call("epoll_ctl(ADD, stop)")?;
+    Ok((epoll, listener))
 }
 
 /// Register or change what `fd` waits for.
@@ -108,18 +138,15 @@ fn interest(read: bool, write: bool) -> EpollFlags {
     flags
 }
 
-/// One loop: accept, then drive each ready connection; check timers every
+/// One loop (from [`watch`]): accept, then drive each ready connection; check timers every
 /// [`TICK`].
-pub fn serve_one(listener: OwnedFd, stop: impl AsFd, config: &Config) -> Result<Stats> {
+pub fn serve_one(
+    epoll: Epoll,
+    listener: OwnedFd,
+    stop: impl AsFd,
+    config: &Config,
+) -> Result<Stats> {
     let stop = stop.as_fd();
-    crate::kit::net::set_nonblocking(&listener, true)?;
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).call("epoll_create1(EPOLL_CLOEXEC)")?;
-    epoll
-        .add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
-        .call("epoll_ctl(ADD, listener)")?;
-    epoll
-        .add(stop, EpollEvent::new(EpollFlags::EPOLLIN, STOP))
-        .call("epoll_ctl(ADD, stop)")?;
     let mut conns: HashMap<RawFd, (Conn, EpollFlags)> = HashMap::new();
     let mut stats = Stats::default();
     let mut events = vec![EpollEvent::empty(); 256];
