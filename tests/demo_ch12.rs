@@ -112,7 +112,9 @@ fn server_and_get_with_threads_then_sigterm() {
     let (status, lines) = server.wait_exit(DEADLINE);
     assert!(status.success(), "server exit {status}: {lines:?}");
     assert!(
-        lines.iter().any(|l| l == "GET /big.bin 200"),
+        lines
+            .iter()
+            .any(|l| l.starts_with("GET /big.bin 200 (request 3 on fd ")),
         "log lines: {lines:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -186,5 +188,96 @@ fn curl_keep_alive_head_range_and_http10() {
     server.signal(libc::SIGINT);
     let (status, _) = server.wait_exit(DEADLINE);
     assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A real browser: headless Chromium loads a page that pulls a stylesheet
+/// and an image. The server's log must show all three served, one
+/// connection serving more than one request (keep-alive), and the
+/// screenshot must not be blank (Python's zlib inflates the PNG's image
+/// data; a blank page has a handful of distinct byte values, ours many).
+#[test]
+fn chromium_loads_a_page_with_css_and_an_image() {
+    let Some(browser) = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| have(b))
+    else {
+        return support::skip("chromium is not installed (.ci/run installs the Debian package)");
+    };
+    if !have("python3") {
+        return support::skip("python3 is not installed (used to inflate the screenshot)");
+    }
+    let dir = site("chromium");
+    let root = dir.to_string_lossy().into_owned();
+    let server = ServerProcess::start(
+        BIN,
+        &["server", "--root", &root, "--addr", "127.0.0.1:0", "--log"],
+        DEADLINE,
+    );
+    let shot = dir.join("shot.png");
+    let profile = dir.join("profile");
+    let run = run_bin(
+        browser,
+        &[
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            &format!("--user-data-dir={}", profile.display()),
+            "--window-size=400,300",
+            &format!("--screenshot={}", shot.display()),
+            &format!("http://{}/", server.addr),
+        ],
+        Duration::from_secs(60),
+    );
+    let mut server = server;
+    server.signal(libc::SIGTERM);
+    let (status, lines) = server.wait_exit(DEADLINE);
+    assert!(status.success(), "server exit {status}");
+    if !shot.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        if run.stderr.contains("Missing X server") || run.stderr.contains("cannot open display") {
+            return support::skip("chromium cannot start here (no display support for headless)");
+        }
+        panic!(
+            "chromium wrote no screenshot; status {:?}\nstderr: {}\nserver log: {lines:?}",
+            run.status, run.stderr
+        );
+    }
+    for want in ["GET / 200", "GET /s.css 200", "GET /dot.svg 200"] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(want)),
+            "the server log lacks {want:?}: {lines:?}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("(request 2 on fd ")),
+        "no connection served a second request (keep-alive): {lines:?}"
+    );
+    let check = r#"
+import sys, zlib, struct
+d = open(sys.argv[1], "rb").read()
+assert d[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+i, idat = 8, b""
+while i < len(d):
+    n, = struct.unpack(">I", d[i:i+4]); t = d[i+4:i+8]
+    if t == b"IDAT": idat += d[i+8:i+8+n]
+    i += 12 + n
+print(len(set(zlib.decompress(idat))))
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(check)
+        .arg(&shot)
+        .output()
+        .unwrap();
+    let distinct: usize = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("python: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(
+        distinct > 16,
+        "the screenshot looks blank: {distinct} distinct byte values in its image data"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

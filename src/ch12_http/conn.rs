@@ -95,7 +95,7 @@ pub struct Conn {
     pub last_progress: Instant,
     /// Requests answered (queued) on this connection.
     pub requests: u64,
-    /// Log lines, `METHOD TARGET STATUS`, when logging.
+    /// Log lines, `METHOD TARGET STATUS (request N on fd F)`, when logging.
     pub log: Vec<String>,
 }
 
@@ -165,8 +165,12 @@ impl Conn {
                     }
                     if config.log {
                         self.log.push(format!(
-                            "{} {} {}",
-                            request.method, request.target, response.status
+                            "{} {} {} (request {} on fd {})",
+                            request.method,
+                            request.target,
+                            response.status,
+                            self.requests + 1,
+                            self.fd.as_raw_fd()
                         ));
                     }
                     self.requests += 1;
