@@ -22,6 +22,7 @@
 //! The binary `bench` is thin: it parses options and calls [`run`].
 
 pub mod ch07;
+pub mod ch12;
 pub mod load;
 pub mod report;
 pub mod rounds;
@@ -124,6 +125,9 @@ pub fn comparisons(opts: &Options) -> Result<Vec<Comparison>> {
     let mut all = Vec::new();
     if opts.wants_chapter("ch07") {
         all.extend(ch07::comparisons(opts)?);
+    }
+    if opts.wants_chapter("ch12") {
+        all.extend(ch12::comparisons(opts)?);
     }
     for c in &mut all {
         if !opts.designs.is_empty() {
