@@ -151,7 +151,7 @@ pub enum State {
 /// ```
 /// use sockbook::ch12_http::parse::{Parser, Parsed};
 /// let mut p = Parser::default();
-/// assert_eq!(p.feed(b"GET / HT").0, Parsed::Incomplete);
+/// assert_eq!(p.feed(b"GET / HT").1, Parsed::Incomplete);
 /// let (used, parsed) = p.feed(b"TP/1.1\r\nHost: x\r\n\r\nGET /next");
 /// assert_eq!(used, 19, "stops at the end of the first head");
 /// assert!(matches!(parsed, Parsed::Done(r) if r.target == "/"));
