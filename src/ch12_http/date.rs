@@ -79,3 +79,22 @@ pub fn parse(text: &str) -> Option<SystemTime> {
     let secs = days_from_civil(y, m, d) * 86400 + h * 3600 + mi * 60 + s;
     Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
 }
+
+thread_local! {
+    static NOW: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
+/// The current time as an IMF-fixdate, formatted at most once a second per
+/// thread (as nginx caches its time strings): every response carries a
+/// `Date`, and formatting it is a measurable share of a small response.
+pub fn now() -> String {
+    let t = SystemTime::now();
+    let secs = unix_secs(t);
+    NOW.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            *cached = (secs, format(t));
+        }
+        cached.1.clone()
+    })
+}

@@ -64,7 +64,7 @@ impl Response {
         let head = format!(
             "HTTP/1.1 {status} {}\r\nServer: sockbook-ch12\r\nDate: {}\r\n{extra}Content-Length: {length}\r\n{connection}\r\n",
             reason(status),
-            date::format(std::time::SystemTime::now()),
+            date::now(),
         );
         Response {
             status,
