@@ -307,6 +307,7 @@ fn ch09_epoll_exclusive() {
 #[test]
 fn ch09_epoll_idle_timeouts() {
     BadClients::new(ch09("ch09 epoll idle", &["--idle-ms", "3000"])).run();
+}
 
 const CH12: &str = env!("CARGO_BIN_EXE_ch12_http");
 

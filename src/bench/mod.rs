@@ -22,12 +22,9 @@
 //! The binary `bench` is thin: it parses options and calls [`run`].
 
 pub mod ch07;
-<<<<<<< HEAD
-pub mod ch12;
-=======
 pub mod ch08;
 pub mod ch09;
->>>>>>> main
+pub mod ch12;
 pub mod load;
 pub mod report;
 pub mod rounds;
@@ -131,16 +128,14 @@ pub fn comparisons(opts: &Options) -> Result<Vec<Comparison>> {
     if opts.wants_chapter("ch07") {
         all.extend(ch07::comparisons(opts)?);
     }
-<<<<<<< HEAD
-    if opts.wants_chapter("ch12") {
-        all.extend(ch12::comparisons(opts)?);
-=======
     if opts.wants_chapter("ch08") {
         all.extend(ch08::comparisons(opts)?);
     }
     if opts.wants_chapter("ch09") {
         all.extend(ch09::comparisons(opts)?);
->>>>>>> main
+    }
+    if opts.wants_chapter("ch12") {
+        all.extend(ch12::comparisons(opts)?);
     }
     for c in &mut all {
         if !opts.designs.is_empty() {
