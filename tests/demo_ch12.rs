@@ -281,3 +281,72 @@ print(len(set(zlib.decompress(idat))))
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// 10,000 idle connections held open at once: the server keeps them all
+/// (its fd count in `/proc/PID/fd` says so), serves a fresh client
+/// meanwhile, and is back to its starting fd count once they leave.
+#[test]
+fn ten_thousand_idle_connections() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    const IDLE: usize = 10_000;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if hard < (IDLE + 200) as u64 {
+        return support::skip(&format!(
+            "RLIMIT_NOFILE hard limit {hard} is below {} (this test and the server each hold 10,000 fds)",
+            IDLE + 200
+        ));
+    }
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    }
+    let dir = site("idle");
+    let root = dir.to_string_lossy().into_owned();
+    let mut server = ServerProcess::start(
+        BIN,
+        &["server", "--root", &root, "--addr", "127.0.0.1:0"],
+        DEADLINE,
+    );
+    let baseline = fd_count(server.pid);
+    let addr = support::std_addr(&server.addr);
+    let mut idle = Vec::with_capacity(IDLE);
+    for i in 0..IDLE {
+        match std::net::TcpStream::connect_timeout(&addr, DEADLINE) {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("idle connection {i} of {IDLE}: {e}"),
+        }
+    }
+    let held = support::server_process::eventually(Duration::from_secs(20), || {
+        fd_count(server.pid) >= baseline + IDLE
+    });
+    assert!(
+        held,
+        "the server holds {} fds, expected at least {} with {IDLE} idle clients",
+        fd_count(server.pid),
+        baseline + IDLE
+    );
+    let url = format!("http://{}/s.css", server.addr);
+    let run = run_bin(BIN, &["get", &url], Duration::from_secs(10));
+    assert!(
+        run.stdout.contains("200 /s.css"),
+        "a fresh client beside {IDLE} idle ones: {}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    drop(idle);
+    let back = support::server_process::eventually(Duration::from_secs(20), || {
+        fd_count(server.pid) <= baseline
+    });
+    assert!(
+        back,
+        "after the idle clients left the server holds {} fds, {baseline} at start",
+        fd_count(server.pid)
+    );
+    server.signal(libc::SIGTERM);
+    let (status, _) = server.wait_exit(DEADLINE);
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
