@@ -138,8 +138,8 @@ fn interest(read: bool, write: bool) -> EpollFlags {
     flags
 }
 
-/// One loop (from [`watch`]): accept, then drive each ready connection; check timers every
-/// [`TICK`].
+/// One loop (its epoll instance from `watch`): accept, then drive each
+/// ready connection; check timers every `TICK` (100 ms).
 pub fn serve_one(
     epoll: Epoll,
     listener: OwnedFd,
