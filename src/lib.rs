@@ -20,3 +20,4 @@ pub mod ch07_threads;
 pub mod ch08_udp;
 pub mod ch09_epoll;
 pub mod ch10_unix;
+pub mod ch12_http;

@@ -308,3 +308,32 @@ fn ch09_epoll_exclusive() {
 fn ch09_epoll_idle_timeouts() {
     BadClients::new(ch09("ch09 epoll idle", &["--idle-ms", "3000"])).run();
 }
+
+const CH12: &str = env!("CARGO_BIN_EXE_ch12_http");
+
+#[test]
+fn ch12_http_server() {
+    let root = std::env::temp_dir().join(format!("ch12-bad-clients-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("index.html"), "<h1>probe</h1>\n").unwrap();
+    let root_arg = root.to_string_lossy().into_owned();
+    let server = Server::new(
+        "ch12 http server",
+        CH12,
+        &["server", "--root", &root_arg, "--threads", "2"],
+    )
+    .probe(probe::exchange(
+        b"GET /index.html HTTP/1.0\r\n\r\n",
+        |text| {
+            if text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("<h1>probe</h1>\n") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "sent GET /index.html HTTP/1.0 and FIN; expected 200 and the page, got {text:?}"
+                ))
+            }
+        },
+    ));
+    BadClients::new(server).run();
+    let _ = std::fs::remove_dir_all(&root);
+}

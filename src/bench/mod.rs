@@ -24,6 +24,7 @@
 pub mod ch07;
 pub mod ch08;
 pub mod ch09;
+pub mod ch12;
 pub mod load;
 pub mod report;
 pub mod rounds;
@@ -132,6 +133,9 @@ pub fn comparisons(opts: &Options) -> Result<Vec<Comparison>> {
     }
     if opts.wants_chapter("ch09") {
         all.extend(ch09::comparisons(opts)?);
+    }
+    if opts.wants_chapter("ch12") {
+        all.extend(ch12::comparisons(opts)?);
     }
     for c in &mut all {
         if !opts.designs.is_empty() {

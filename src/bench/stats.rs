@@ -109,8 +109,8 @@ pub enum Verdict {
 impl std::fmt::Display for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Verdict::Met => "met (the whole range is at or above the goal)",
-            Verdict::Missed => "missed (the whole range is below the goal)",
+            Verdict::Met => "met (the whole range meets the goal)",
+            Verdict::Missed => "missed (the whole range misses the goal)",
             Verdict::Undecided => "undecided (the range straddles the goal: more --rounds)",
         })
     }
