@@ -128,6 +128,7 @@ impl Conn {
         }
     }
 
+    // ANCHOR: ch12_parse_queued
     /// Feed `unparsed` to the parser while the queue has room, queueing a
     /// response per request.
     ///
@@ -190,7 +191,9 @@ impl Conn {
         }
         // END SOLUTION
     }
+    // ANCHOR_END: ch12_parse_queued
 
+    // ANCHOR: ch12_advance
     /// Do everything that can be done now, after a readiness event or a
     /// timer tick, and say what to wait for next.
     ///
@@ -293,6 +296,7 @@ impl Conn {
         }
         // END SOLUTION
     }
+    // ANCHOR_END: ch12_advance
 
     /// The socket, for the event loop.
     pub fn socket(&self) -> std::os::fd::BorrowedFd<'_> {

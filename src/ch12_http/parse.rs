@@ -191,6 +191,7 @@ impl Parser {
         }
     }
 
+    // ANCHOR: ch12_feed
     /// Feed the next bytes of the stream. Returns how many bytes of `input`
     /// were used and what was found. On [`Parsed::Done`] the bytes after the
     /// head (the next pipelined request) are not used: feed them again.
@@ -261,6 +262,7 @@ impl Parser {
         }
         // END SOLUTION
     }
+    // ANCHOR_END: ch12_feed
 
     /// The limit on the current line and the status for passing it.
     fn line_limit(&self) -> (usize, Reject) {

@@ -52,6 +52,7 @@ pub fn percent_decode(segment: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+// ANCHOR: ch12_resolve
 /// Map request `target` to a regular file under `root`, which must already
 /// be canonical (`std::fs::canonicalize`, see
 /// [`realpath(3)`](https://man7.org/linux/man-pages/man3/realpath.3.html)).
@@ -99,6 +100,7 @@ pub fn resolve(root: &Path, target: &str) -> Result<PathBuf, Refusal> {
     Ok(real)
     // END SOLUTION
 }
+// ANCHOR_END: ch12_resolve
 
 /// The real path of `path` (symlinks followed), or why there is none.
 fn canonical(path: &Path) -> Result<PathBuf, Refusal> {

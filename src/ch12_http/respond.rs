@@ -100,6 +100,7 @@ impl Response {
         }
     }
 
+    // ANCHOR: ch12_write_to
     /// Send as much as the socket takes now. `Ok(true)`: all sent;
     /// `Ok(false)`: the socket is full (EAGAIN), call again when writable.
     ///
@@ -194,6 +195,7 @@ impl Response {
         }
         // END SOLUTION
     }
+    // ANCHOR_END: ch12_write_to
 }
 
 /// A range that starts past the end of the file (416).
@@ -255,6 +257,7 @@ pub const KNOWN_METHODS: [&str; 7] = [
     "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
+// ANCHOR: ch12_respond
 /// The response to `request` for files under `root` (canonical).
 ///
 /// **Assignment.** GET and HEAD only: another RFC 9110 method
@@ -324,3 +327,4 @@ pub fn respond(root: &Path, request: &Request, close: bool) -> Response {
     Response::new(status, &extra, len, body, close)
     // END SOLUTION
 }
+// ANCHOR_END: ch12_respond
