@@ -18,3 +18,4 @@ pub mod ch05_handshake;
 pub mod ch06_close;
 pub mod ch07_threads;
 pub mod ch08_udp;
+pub mod ch11_raw;

@@ -16,8 +16,8 @@
 
 mod classroom;
 mod edition;
-mod mutants;
 mod gradescope;
+mod mutants;
 mod report;
 mod run;
 mod selfcheck;
