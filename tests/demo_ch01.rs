@@ -106,3 +106,42 @@ fn help_lists_the_subcommands_and_bad_usage_exits_2() {
         assert!(run.stderr.contains("Usage:"), "{args:?}: {}", run.stderr);
     }
 }
+
+/// Dual stack on this kernel: a [::] listener with IPV6_V6ONLY off accepts
+/// an IPv4 client as ::ffff:127.0.0.1 and holds 0.0.0.0:PORT too; with
+/// IPV6_V6ONLY on, the IPv4 connect is refused and 0.0.0.0:PORT is free.
+#[test]
+fn dualstack_shows_v4_mapped_peer_and_v6only_refusal() {
+    if !std::path::Path::new("/proc/sys/net/ipv6").exists() {
+        support::skip("IPv6 is switched off in this kernel");
+        return;
+    }
+    let run = support::run_bin(BIN, &["dualstack"], LIMIT);
+    assert!(
+        run.status.success(),
+        "exit {:?}\n{}{}",
+        run.status,
+        run.stdout,
+        run.stderr
+    );
+    let out = &run.stdout;
+    for line in [
+        "AI_PASSIVE, AF_UNSPEC, SOCK_STREAM}) = [",
+        "peer=[::ffff:127.0.0.1]:",
+        "getnameinfo(peer, NI_NUMERICHOST|NI_NUMERICSERV) = \"::ffff:127.0.0.1\"",
+        "setsockopt(IPV6_V6ONLY, 1) = 0",
+        "= -1 ECONNREFUSED",
+        "= -1 EADDRINUSE",
+    ] {
+        assert!(
+            out.contains(line),
+            "`ch01_sockets dualstack` should print {line:?}:\n{out}"
+        );
+    }
+    // The IPv4 connect refused is the one made while IPV6_V6ONLY = 1.
+    let after = out.split("IPV6_V6ONLY = 1").nth(1).unwrap_or("");
+    assert!(
+        after.contains("connect(") && after.contains("127.0.0.1") && after.contains("ECONNREFUSED"),
+        "with IPV6_V6ONLY = 1 the IPv4 connect should be refused:\n{out}"
+    );
+}

@@ -255,3 +255,36 @@ fn kit_accept_survives_a_reset_in_the_queue() {
         "first read on the accepted, reset connection from {peer}: expected ECONNRESET"
     );
 }
+
+/// signal(7) on this kernel: without SA_RESTART a signal ends a blocked
+/// recv with EINTR; with it recv is restarted, unless the socket has
+/// SO_RCVTIMEO; poll is never restarted.
+#[test]
+fn eintr_subcommand_shows_what_sa_restart_restarts() {
+    let run = run_bin(BIN, &["eintr"], Duration::from_secs(15));
+    assert!(
+        run.status.success(),
+        "eintr failed: {}\n{}",
+        run.stderr,
+        run.stdout
+    );
+    for (label, expect) in [
+        ("no SA_RESTART, recv:", "recv() = -1 EINTR"),
+        ("] SA_RESTART, recv:", "recv() = 1 "),
+        (
+            "] SA_RESTART, recv on a socket with SO_RCVTIMEO",
+            "recv() = -1 EINTR",
+        ),
+        ("] SA_RESTART, poll(", "poll() = -1 EINTR"),
+    ] {
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.contains(label))
+            .unwrap_or_else(|| panic!("no line for {label:?}:\n{}", run.stdout));
+        assert!(
+            line.contains(expect),
+            "{label} expected {expect:?}, got: {line}"
+        );
+    }
+}

@@ -94,3 +94,104 @@ fn server_and_client_talk_and_server_stops_on_sigint() {
     let (status, _) = server.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "server exit status {status}");
 }
+
+/// After an RST on an ESTABLISHED connection: the first send returns
+/// ECONNRESET without a signal, the later ones EPIPE with SIGPIPE; and the
+/// reader's own read gets ECONNRESET once, then 0.
+#[test]
+fn send_and_read_after_rst_report_what_the_kernel_does() {
+    let out = support::run_bin(BIN, &["rst-send"], Duration::from_secs(20));
+    assert!(out.status.success(), "rst-send: {}", out.stderr);
+    for needle in [
+        "= -1 ECONNRESET (Connection reset by peer)   (send #1; no signal)",
+        "= -1 EPIPE (Broken pipe)   (send #2; SIGPIPE)",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "no {needle:?} in:\n{}",
+            out.stdout
+        );
+    }
+    let out = support::run_bin(BIN, &["linger"], Duration::from_secs(20));
+    assert!(out.status.success(), "linger: {}", out.stderr);
+    assert!(
+        out.stdout.contains("read(5, 64) = -1 ECONNRESET")
+            || out.stdout.contains("= -1 ECONNRESET"),
+        "the reader's read should print ECONNRESET:\n{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("= 0   (reported once; after that, end of file)"),
+        "the second read should return 0:\n{}",
+        out.stdout
+    );
+}
+
+/// The peer vanishes (a router on the path discards everything, silently):
+/// a reader hears nothing; TCP_USER_TIMEOUT fails a write with ETIMEDOUT
+/// in seconds; keepalive fails a blocked read with ETIMEDOUT. Skipped
+/// where no private namespace (or no `ip` command) is available.
+#[test]
+fn vanish_shows_silence_user_timeout_and_keepalive() {
+    if let Some(why) = sockbook::kit::lab::refusal() {
+        support::skip(why);
+        return;
+    }
+    let out = support::run_bin(BIN, &["vanish"], Duration::from_secs(40));
+    assert!(
+        out.status.success(),
+        "vanish: {}\n{}",
+        out.stderr,
+        out.stdout
+    );
+    for needle in [
+        "POLLIN, 1500 ms) = 0",
+        "SO_ERROR = ETIMEDOUT",
+        "(the connection is dead)",
+        "= -1 ETIMEDOUT (Connection timed out)   after",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "no {needle:?} in:\n{}",
+            out.stdout
+        );
+    }
+}
+
+/// Simultaneous close: b receives a's FIN while its own is unacknowledged
+/// (CLOSING), and both sides end in TIME_WAIT. Skipped without a private
+/// namespace.
+#[test]
+fn simclose_shows_closing_and_time_wait_on_both_sides() {
+    if let Some(why) = sockbook::kit::lab::refusal() {
+        support::skip(why);
+        return;
+    }
+    let out = support::run_bin(BIN, &["simclose"], Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "simclose: {}\n{}",
+        out.stderr,
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("TCP_INFO: CLOSING"),
+        "b should be seen in CLOSING:\n{}",
+        out.stdout
+    );
+    for side in [
+        "[a] /proc/thread-self/net/tcp",
+        "[b] /proc/thread-self/net/tcp",
+    ] {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(side))
+            .unwrap_or_else(|| panic!("no {side:?} line:\n{}", out.stdout));
+        assert!(
+            line.contains("TIME_WAIT"),
+            "{side}: expected a TIME_WAIT entry: {line}"
+        );
+    }
+}

@@ -134,6 +134,24 @@ fn a_link_taken_down_drops_silently_and_comes_back() {
         sb.set_read_timeout(Some(std::time::Duration::from_millis(300)))
             .unwrap();
         let mut buf = [0u8; 64];
+        // Nor does anything come back: a connected UDP socket would report
+        // an ICMP error as ECONNREFUSED/EHOSTUNREACH on its next call.
+        let sc = a
+            .run(|| UdpSocket::bind("10.0.0.1:0"))
+            .unwrap()
+            .expect("bind a second socket in a");
+        sc.connect(sb.local_addr().unwrap()).unwrap();
+        sc.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+            .unwrap();
+        sc.send(b"anyone?").unwrap();
+        let answer = sc.recv(&mut buf).map_err(|e| e.kind());
+        assert!(
+            matches!(
+                answer,
+                Err(std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+            ),
+            "a connected socket sending over a downed link got {answer:?}: expected silence"
+        );
         let got = sb.recv_from(&mut buf);
         assert!(got.is_err(), "b received over a link that is down: {got:?}");
         lab.set_up(&b, &ab).unwrap();

@@ -22,6 +22,10 @@ fn main() {
             };
             demo::resolve_command(host, port)
         }
+        Some("dualstack") => {
+            let private = sockbook::ch01_sockets::dualstack::enter_namespace_if_allowed();
+            sockbook::ch01_sockets::dualstack::demo(private)
+        }
         Some(other) => usage_error(demo::USAGE, &format!("unknown subcommand {other:?}")),
     });
 }

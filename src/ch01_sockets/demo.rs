@@ -42,6 +42,9 @@ Usage:
         every address getaddrinfo(HOST, PORT) lists, with socket type and
         protocol. This asks your system's resolver: a name that is not in
         /etc/hosts is looked up in DNS, as any program would.
+  cargo run --bin ch01_sockets -- dualstack          part 7 alone: IPv6 and dual
+        stack ([::] with IPV6_V6ONLY off and on, AI_PASSIVE, getnameinfo),
+        in a private network namespace where the kernel allows one
   cargo run --bin ch01_sockets -- --help             this text
 
 Assignments: cargo test --test ch01_sockets
@@ -66,6 +69,8 @@ pub fn tour() -> Result<()> {
         say!("", "close({raw}) = 0");
     }
     note("an OwnedFd closes itself when dropped; here we closed them one by one to see it.");
+    let private = super::dualstack::enter_namespace_if_allowed();
+    super::dualstack::demo(private)?;
     note("next: chapter 2 connects two sockets (cargo run --bin ch02_tcp).");
     Ok(())
 }

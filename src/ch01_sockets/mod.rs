@@ -13,6 +13,7 @@
 //!   [`resolve`], [`errno_name`].
 
 pub mod demo;
+pub mod dualstack;
 
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::mem;

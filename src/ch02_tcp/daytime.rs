@@ -72,7 +72,8 @@ pub fn serve_daytime(listener: BorrowedFd<'_>, stop: BorrowedFd<'_>) -> Result<u
         };
         let line = format!("{}\r\n", daytime_now()?);
         let raw = conn.as_raw_fd();
-        // send + MSG_NOSIGNAL: a client already gone gives EPIPE, not SIGPIPE.
+        // send + MSG_NOSIGNAL: a client already gone gives ECONNRESET or
+        // EPIPE, never SIGPIPE.
         match nix::sys::socket::send(
             raw,
             line.as_bytes(),

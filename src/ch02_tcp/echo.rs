@@ -243,7 +243,8 @@ pub const ECHO_CHUNK: usize = 4096;
 /// Connect to `addr` ([`super::connect_to`]), then for each chunk of at most
 /// [`ECHO_CHUNK`] bytes of `data`:
 /// 1. send the chunk with `send(2)` and `MsgFlags::MSG_NOSIGNAL` (a peer that
-///    has reset gives `EPIPE`, not a `SIGPIPE`), looping over short sends;
+///    has reset gives `ECONNRESET`, then `EPIPE`, never a `SIGPIPE`),
+///    looping over short sends;
 /// 2. read until that chunk's bytes are all back, waiting before each read
 ///    with `kit::wait::wait_readable(fd, time left)` so the whole exchange
 ///    ends by `timeout`.

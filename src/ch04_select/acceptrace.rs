@@ -31,27 +31,21 @@ use crate::say;
 /// How long any wait here may take.
 const PROMPT: Duration = Duration::from_secs(3);
 
-/// What `accept` errors mean for a server loop, after accept(2): the ones
-/// to treat as "try again", and the ones that need more than a retry.
+/// What `accept` errors mean for a server loop, after accept(2), in words:
+/// the kit's [`crate::kit::accept::classify`] sorts the errno, this says it.
 pub fn accept_error_advice(errno: Errno) -> &'static str {
-    match errno {
-        Errno::EAGAIN | Errno::EINTR => "try again (nothing to accept now / a signal)",
-        Errno::ECONNABORTED => "try again (a connection was aborted before it was accepted)",
-        Errno::ENETDOWN
-        | Errno::EPROTO
-        | Errno::ENOPROTOOPT
-        | Errno::EHOSTDOWN
-        | Errno::ENONET
-        | Errno::EHOSTUNREACH
-        | Errno::EOPNOTSUPP
-        | Errno::ENETUNREACH => {
-            "try again (a network error of the new connection, passed on by accept: accept(2))"
+    use crate::kit::accept::{AcceptError, classify};
+    match classify(errno) {
+        AcceptError::Again => "try again (nothing to accept now / a signal)",
+        AcceptError::Dropped => {
+            "try again (that connection was lost before it was handed over: ECONNABORTED, or a \
+             network error accept(2) passes on)"
         }
-        Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM => {
+        AcceptError::OutOfFds => {
             "out of a resource: the connection stays queued and the listener stays readable, \
              so back off or free an fd first, or the loop spins"
         }
-        _ => "a real error of the listener (EBADF, EINVAL, ENOTSOCK...): stop",
+        AcceptError::Fatal => "a real error of the listener (EBADF, EINVAL, ENOTSOCK...): stop",
     }
 }
 

@@ -32,6 +32,8 @@ USAGE:
                                     server to stdout; at the end of stdin it sends
                                     shutdown(SHUT_WR) and prints every reply until
                                     the server closes
+    ch04_select eintr               a signal during a blocked recv or poll: EINTR,
+                                    and which calls SA_RESTART restarts
     ch04_select accept              between readiness and accept: a client that
                                     resets (accept returns it, read gets
                                     ECONNRESET), a rival accepter (EAGAIN), no
@@ -55,6 +57,10 @@ pub fn main() {
         Some("client") => {
             check_options(&args, &["--addr"]);
             client(&args)
+        }
+        Some("eintr") => {
+            check_options(&args, &[]);
+            super::eintr::demo()
         }
         Some("accept") => {
             check_options(&args, &[]);

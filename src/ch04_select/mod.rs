@@ -5,6 +5,7 @@ pub mod chat;
 pub mod cli;
 pub mod client;
 pub mod demo;
+pub mod eintr;
 pub mod fdlimit;
 pub mod frame;
 pub mod loops;

@@ -112,7 +112,7 @@ pub fn demo(access: &Access, backlogs: &[i32], extra: usize) -> Result<Vec<SynQu
         );
     }
     for r in &rounds {
-        let fits = r.half_open as i64 == r.limit + 1 || r.half_open as i64 == r.limit;
+        let held = r.half_open as i64;
         note(format!(
             "backlog {} (tcp_syncookies = {}): half-open {} of {} clients, limit min(backlog, somaxconn) = {}: {}",
             r.backlog,
@@ -120,8 +120,10 @@ pub fn demo(access: &Access, backlogs: &[i32], extra: usize) -> Result<Vec<SynQu
             r.half_open,
             r.clients,
             r.limit,
-            if fits {
+            if held == r.limit + 1 {
                 "the SYN queue stopped at the backlog (the check is 'more than backlog', so backlog + 1 fit)"
+            } else if held == r.limit {
+                "the SYN queue stopped at the backlog (this kernel checks 'at least backlog', as kernels before 2025 did)"
             } else {
                 "not what this chapter expected: look at the table above"
             }

@@ -38,6 +38,7 @@ pub fn demo(access: &Access) -> Result<()> {
     heading("5. Aborts: RST instead of FIN");
     linger(access)?;
     unread(access)?;
+    send_after_rst()?;
     epipe(access)?;
     sigpipe()?;
     Ok(())
@@ -62,12 +63,20 @@ pub fn linger(access: &Access) -> Result<()> {
     let counters = CounterDelta::start()?;
     drop(p.client);
     say!("client", "close({c}) = 0");
-    let left = how_peer_left(&p.server, Duration::from_secs(2))?;
-    say!(
-        "server",
-        "how_peer_left({}) = {left:?}",
-        p.server.as_raw_fd()
-    );
+    // The reader's own calls, as the program sees them: the error once,
+    // then end of file.
+    let s = p.server.as_raw_fd();
+    crate::kit::wait::wait_readable(&p.server, Duration::from_secs(2))?;
+    let mut buf = [0u8; 64];
+    for what in [
+        "the RST, reported by the next call",
+        "reported once; after that, end of file",
+    ] {
+        match nix::unistd::read(&p.server, &mut buf) {
+            Ok(n) => say!("server", "read({s}, 64) = {n}   ({what})"),
+            Err(e) => say!("server", "read({s}, 64) = -1 {}   ({what})", errno_text(e)),
+        }
+    }
     show_ends(p.client_addr, p.server_addr)?;
     show_packets(&cap)?;
     for (name, b, a) in counters.rises(&["Tcp:OutRsts", "TcpExt:TCPAbortOnData"])? {
@@ -92,7 +101,10 @@ pub fn unread(access: &Access) -> Result<()> {
     drop(p.client);
     say!("client", "close({c}) = 0   (21 bytes unread)");
     let left = how_peer_left(&p.server, Duration::from_secs(2))?;
-    say!("server", "how_peer_left({s}) = {left:?}");
+    say!(
+        "server",
+        "how_peer_left({s}) = {left:?}   (its read got -1 ECONNRESET, as in 5a)"
+    );
     show_packets(&cap)?;
     for (name, b, a) in counters.rises(&["Tcp:OutRsts", "TcpExt:TCPAbortOnClose"])? {
         line("", format_args!("  {name:<24} +{}", a - b));
@@ -103,10 +115,83 @@ pub fn unread(access: &Access) -> Result<()> {
     Ok(())
 }
 
+/// SIGPIPEs delivered to this process while [`send_after_rst`] counts.
+static SIGPIPES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn count_sigpipe(_: libc::c_int) {
+    // An atomic add is async-signal-safe.
+    SIGPIPES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Sending after the peer reset an ESTABLISHED connection: the first send
+/// returns the pending error, ECONNRESET, with no signal; every later one
+/// EPIPE and SIGPIPE. Counted with a SIGPIPE handler installed for the
+/// part (`sigaction(2)`), then the old disposition is put back.
+pub fn send_after_rst() -> Result<()> {
+    note("5c. sending after an RST: which call gets which error, and when SIGPIPE comes");
+    let p = pair(None)?;
+    let (c, s) = (p.client.as_raw_fd(), p.server.as_raw_fd());
+    let off = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    socket::setsockopt(&p.server, sockopt::Linger, &off).call("setsockopt(SO_LINGER)")?;
+    drop(p.server);
+    say!(
+        "server",
+        "setsockopt({s}, SO_LINGER, {{1, 0}}); close({s}) = 0   (RST)"
+    );
+    // Wait for the RST to arrive: POLLERR/POLLHUP on the client.
+    crate::kit::wait::wait_for(
+        &p.client,
+        nix::poll::PollFlags::empty(),
+        Duration::from_secs(2),
+    )
+    .ok();
+    let handler = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(count_sigpipe),
+        nix::sys::signal::SaFlags::empty(),
+        nix::sys::signal::SigSet::empty(),
+    );
+    // SAFETY: the handler only does an atomic add (async-signal-safe); the
+    // old action is restored below before the part returns.
+    let old = unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGPIPE, &handler) }
+        .call("sigaction(SIGPIPE)")?;
+    say!("client", "sigaction(SIGPIPE, a handler that counts) = 0");
+    for i in 1..=3 {
+        let before = SIGPIPES.load(std::sync::atomic::Ordering::SeqCst);
+        let r = socket::send(c, b"x", MsgFlags::empty());
+        let signals = SIGPIPES.load(std::sync::atomic::Ordering::SeqCst) - before;
+        let sig = if signals > 0 { "SIGPIPE" } else { "no signal" };
+        match r {
+            Ok(n) => say!("client", "send({c}, \"x\", 0) = {n}   (send #{i}; {sig})"),
+            Err(e) => say!(
+                "client",
+                "send({c}, \"x\", 0) = -1 {}   (send #{i}; {sig})",
+                errno_text(e)
+            ),
+        }
+    }
+    // SAFETY: putting back the action that was in force before.
+    unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGPIPE, &old) }
+        .call("sigaction(SIGPIPE, old)")?;
+    note(
+        "the RST left an error pending on the socket; the next send returned it (ECONNRESET) and \
+         cleared it, with no signal. The socket is now closed for sending: every later send is \
+         EPIPE, and raises SIGPIPE unless MSG_NOSIGNAL is given",
+    );
+    note(
+        "had the peer's FIN come first (CLOSE_WAIT), the kernel records the RST as EPIPE instead \
+         (tcp_reset in net/ipv4/tcp_input.c), so there the first failing send already gets EPIPE \
+         and SIGPIPE: part 5d",
+    );
+    Ok(())
+}
+
 /// Writing to a peer that has closed: the first write works and draws an
 /// RST, the next fails with EPIPE.
 pub fn epipe(access: &Access) -> Result<()> {
-    note("5c. writing to a peer that has closed its socket");
+    note("5d. writing to a peer that has closed its socket");
     let p = pair(None)?;
     let cap = with_capture(access, &p)?;
     let (c, s) = (p.client.as_raw_fd(), p.server.as_raw_fd());
@@ -130,7 +215,8 @@ pub fn epipe(access: &Access) -> Result<()> {
     }
     show_packets(&cap)?;
     note(
-        "write #1 only queued the bytes; the closed socket answered them with RST; write #2 met the RST: EPIPE",
+        "write #1 only queued the bytes; the closed socket answered them with RST; write #2 met the RST: EPIPE \
+         (not ECONNRESET: the RST came after the peer's FIN)",
     );
     note(
         "a C program would have died of SIGPIPE at write #2; Rust's runtime ignores SIGPIPE before main, so we got EPIPE",
@@ -141,7 +227,7 @@ pub fn epipe(access: &Access) -> Result<()> {
 /// The classic death by SIGPIPE, in a child process that restores the
 /// default disposition; and MSG_NOSIGNAL, which avoids it per call.
 pub fn sigpipe() -> Result<()> {
-    note("5d. SIGPIPE: the same second write in a child process with the default disposition");
+    note("5e. SIGPIPE: the same second write in a child process with the default disposition");
     for nosignal in [false, true] {
         let p = pair(None)?;
         let (c, s) = (p.client.as_raw_fd(), p.server.as_raw_fd());

@@ -6,6 +6,7 @@ pub mod graceful;
 pub mod halfclose;
 pub mod states;
 pub mod timewait;
+pub mod vanish;
 
 pub use graceful::{PeerLeft, graceful_close, half_close_exchange, how_peer_left};
 
@@ -35,8 +36,15 @@ usage: ch06_close [SUBCOMMAND] [OPTIONS]
                      and SO_REUSEADDR, a FIN_WAIT2 limit (default 2 s)
   linger             SO_LINGER {1, 0}: close sends RST, the peer sees ECONNRESET
   unread             close with unread data sends RST
+  rst-send           send after an RST: ECONNRESET once, no signal; then EPIPE
+                     and SIGPIPE (counted by a handler)
   epipe              write after the peer closed: first write ok, then EPIPE
   sigpipe            the same in a child with SIGPIPE at SIG_DFL; MSG_NOSIGNAL
+  vanish             the peer vanishes (a veth cable goes down in a private
+                     namespace): a read waits for ever, a write retries until
+                     ETIMEDOUT (TCP_USER_TIMEOUT 1.5 s), keepalive (~3 s)
+  simclose           simultaneous close in the same lab: CLOSING, then
+                     TIME_WAIT on both sides
   server [--addr A]  an upper-case server that answers after your EOF
                      (default 127.0.0.1:5006)
   client [--addr A]  send stdin to it, half-close, print the replies
@@ -90,7 +98,28 @@ pub fn run(args: &Args, access: &Access, stop: Option<&crate::kit::stop::Stop>) 
         Some("linger") => abort::linger(access),
         Some("unread") => abort::unread(access),
         Some("epipe") => abort::epipe(access),
+        Some("rst-send") => abort::send_after_rst(),
         Some("sigpipe") => abort::sigpipe(),
+        Some("simclose") => match access {
+            Access::Namespace => vanish::simultaneous_close(),
+            _ => {
+                note(format!(
+                    "skipped: the simultaneous close lab needs a private network namespace: {}",
+                    vanish::refusal().unwrap_or("the binary could not enter one")
+                ));
+                Ok(())
+            }
+        },
+        Some("vanish") => match access {
+            Access::Namespace => vanish::demo(),
+            _ => {
+                note(format!(
+                    "skipped: the peer-vanishes lab needs a private network namespace: {}",
+                    vanish::refusal().unwrap_or("the binary could not enter one")
+                ));
+                Ok(())
+            }
+        },
         Some("server") => {
             let stop = stop.ok_or_else(|| Error::msg("server needs the Ctrl-C handler"))?;
             halfclose::serve(stop, &args.addr_or("127.0.0.1:5006")?)

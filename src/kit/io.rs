@@ -32,8 +32,9 @@ pub fn readn(fd: impl AsFd, buf: &mut [u8]) -> Result<usize> {
 /// of `buf` is written, carrying on after short writes and retrying on
 /// `EINTR`.
 ///
-/// Writing to a connection the peer has reset fails with `EPIPE`: the Rust
-/// runtime ignores `SIGPIPE`, which would otherwise kill the process
+/// Writing to a connection the peer has reset fails with `ECONNRESET` the
+/// first time and `EPIPE` after that; an `EPIPE` would also raise
+/// `SIGPIPE`, which kills the process, but the Rust runtime ignores it
 /// (chapter 6 shows both).
 pub fn writen(fd: impl AsFd, buf: &[u8]) -> Result<()> {
     let fd = fd.as_fd();

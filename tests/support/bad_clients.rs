@@ -24,6 +24,18 @@
 //! ones, or pass any `Fn(SocketAddr, Duration) -> Result<(), String>` that
 //! finishes within the given time. A server that is naive on purpose skips
 //! a [`Case`] with [`BadClients::skip`] and the reason its chapter gives.
+//! The suite speaks TCP over IPv4 loopback, to a binary (a server function
+//! is run through the binary that serves it: the suite needs a process of
+//! its own to limit its fds, read its CPU time and send it SIGINT).
+//!
+//! The probes at hand: [`probe::echo_line`] (the default),
+//! [`probe::reply_to_eof`] (a server that speaks first and closes, e.g.
+//! daytime), [`probe::exchange`] (request, half-close, reply to EOF, e.g.
+//! an HTTP/1.0 `GET`); chapter 4's chat has its own in `tests/bad_clients.rs`.
+//!
+//! Every run prints its skips with their reasons and one line per case (what
+//! the client did, in how long) to stderr: `cargo test --test bad_clients --
+//! --nocapture` shows them.
 //!
 //! What [`BadClients::run`] does, on one server process, case after case
 //! (each [`Case`] says what its client does):
