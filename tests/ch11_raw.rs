@@ -208,7 +208,8 @@ graded! {
     /// `ping_once` returns only for its own reply: with the kernel's echo
     /// answers turned off, replies to another identifier, another sequence
     /// number, another payload and our own request (type 8) waiting in the
-    /// socket must not end it (it times out); a matching reply does.
+    /// socket must not end it (it times out); a matching reply does (sent
+    /// with IP options, so its IPv4 header is 24 bytes long).
     points = 3;
     secs = 30;
     fn ping_once_matches_its_own_reply_only() {
@@ -221,6 +222,13 @@ graded! {
             // Now the kernel stays silent; only what we inject arrives.
             write_sysctl("/proc/sys/net/ipv4/icmp_echo_ignore_all", "1");
             let injector = raw_icmp();
+            // The injected messages carry IP options (NOP NOP NOP EOL): a
+            // 24-byte IPv4 header, so only a reader that uses IHL finds them.
+            let opts = [1u8, 1, 1, 0];
+            // SAFETY: passes 4 bytes of options and their length.
+            let rc = unsafe { libc::setsockopt(injector.as_raw_fd(), libc::IPPROTO_IP, libc::IP_OPTIONS,
+                opts.as_ptr().cast(), 4) };
+            assert_eq!(rc, 0, "setsockopt(raw ICMP, IP_OPTIONS): {}", std::io::Error::last_os_error());
             let fd = raw_icmp();
             let (id, seq, payload) = (0x2222u16, 5u16, b"mine".as_slice());
             for decoy in [
@@ -534,7 +542,44 @@ fn mixed_traffic(rx: &UdpSocket, tcp: &TcpListener) {
     let _ = s.write_all(b"reply");
     let ping = raw_icmp();
     send_icmp(&ping, &echo_message(8, 1, 1, b"p"));
+    // A later fragment of a UDP datagram (offset 1480) whose data happens
+    // to start like ports 53 and 9: no port filter may match it.
+    send_ipv4_hdrincl(&ipv4(
+        17,
+        [127, 0, 0, 2],
+        [127, 0, 0, 1],
+        &[],
+        185,
+        &udp_body(53, 9, b"data, not a header"),
+    ));
     let _ = rx_port;
+}
+
+/// Send a whole hand-made IPv4 packet to 127.0.0.1 through
+/// `socket(AF_INET, SOCK_RAW, IPPROTO_RAW)` (IP_HDRINCL implied, raw(7)).
+fn send_ipv4_hdrincl(packet: &[u8]) {
+    // SAFETY: plain socket(2); the fd is owned right after the check.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_RAW,
+        )
+    };
+    assert!(
+        raw >= 0,
+        "socket(AF_INET, SOCK_RAW, IPPROTO_RAW): {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: socket() just returned this fd; nothing else owns it.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let to = SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
+    socket::sendto(fd.as_raw_fd(), packet, &to, MsgFlags::empty()).unwrap_or_else(|e| {
+        panic!(
+            "sendto(IPPROTO_RAW, {} bytes of a hand-made IPv4 packet): {e}",
+            packet.len()
+        )
+    });
 }
 
 graded! {
