@@ -259,7 +259,7 @@ graded! {
 /// An IPv4 header (independent builder): `options` padded to 4 bytes.
 fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], options: &[u8], frag: u16, body: &[u8]) -> Vec<u8> {
     let mut opts = options.to_vec();
-    while opts.len() % 4 != 0 {
+    while !opts.len().is_multiple_of(4) {
         opts.push(0);
     }
     let hlen = 20 + opts.len();
@@ -615,7 +615,7 @@ graded! {
             let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
             let (rp, tp) = (rx.local_addr().unwrap().port(), tcp.local_addr().unwrap().port());
             for text in [format!("udp and dst port {rp}"), "tcp or icmp".into(), "not udp".into(),
-                format!("udp and not (port 53 or port {rp})"), format!("(src host 127.0.0.2 or src host 127.0.0.3) and udp"),
+                format!("udp and not (port 53 or port {rp})"), "(src host 127.0.0.2 or src host 127.0.0.3) and udp".into(),
                 format!("not (tcp and port {tp}) and not icmp"), "icmp or (udp and host 127.0.0.2) or port 9".into()] {
                 filter_agrees(&text, rp, &|| mixed_traffic(&rx, &tcp));
             }
@@ -650,7 +650,8 @@ graded! {
             let dst = Ipv4Addr::new(10, 9, 3, 1);
             let hops = a.run(move || trace::trace(dst, 33433, 6, Duration::from_secs(2))).unwrap()
                 .unwrap_or_else(|e| panic!("trace(10.9.3.1) from a: {e}"));
-            let got: Vec<(u8, Option<Ipv4Addr>, Option<(u8, u8)>)> = hops.iter().map(|h| (h.ttl, h.from, h.icmp)).collect();
+            type Line = (u8, Option<Ipv4Addr>, Option<(u8, u8)>);
+            let got: Vec<Line> = hops.iter().map(|h| (h.ttl, h.from, h.icmp)).collect();
             let want = vec![
                 (1, Some(Ipv4Addr::new(10, 9, 1, 254)), Some((11, 0))),
                 (2, Some(Ipv4Addr::new(10, 9, 2, 2)), Some((11, 0))),

@@ -79,6 +79,7 @@ fn demo_narrates_every_part_in_time() {
             "pkttype host",
             "SO_ATTACH_FILTER",
             "SO_DETACH_FILTER) = -1 EPERM",
+            "PACKET_RX_RING",
             "the source address is the one we wrote",
             "(port unreachable)",
         ],
@@ -102,6 +103,14 @@ fn each_subcommand_exits_0_with_its_key_line() {
         ),
         (&["bpf", "icmp or port 9"], &["jeq #0x1", "ret #0"]),
         (&["hdrincl"], &["from 127.0.0.42:4242"]),
+        (
+            &["ring"],
+            &[
+                "TPACKET_V3",
+                "PACKET_STATISTICS dropped",
+                "faster (this run)",
+            ],
+        ),
         (
             &["traceroute"],
             &["time exceeded in transit", "(port unreachable)"],
@@ -127,7 +136,11 @@ fn bad_input_is_refused_not_a_crash() {
     );
     // Not loopback: refused outside the namespace, unreachable inside it
     // (its only interface is lo). Never sent anywhere real.
-    let run = run_bin(BIN, &["ping", "--to", "192.0.2.1", "--count", "1"], DEADLINE);
+    let run = run_bin(
+        BIN,
+        &["ping", "--to", "192.0.2.1", "--count", "1"],
+        DEADLINE,
+    );
     assert!(
         !run.status.success(),
         "ch11_raw ping --to 192.0.2.1 must fail (traffic stays on this machine), got {:?}\n{}",

@@ -6,6 +6,7 @@ pub mod checksum;
 pub mod demo;
 pub mod frame;
 pub mod icmp;
+pub mod ring;
 pub mod trace;
 
 pub use bpf::{Dir, Expr, compile, parse_filter};
@@ -27,6 +28,7 @@ usage:
   ch11_raw packet          AF_PACKET SOCK_RAW vs SOCK_DGRAM on lo; each frame twice
   ch11_raw bpf [EXPR]      compile a filter, print it like `tcpdump -d`, attach it,
                            and compare with tcpdump's own program where installed
+  ch11_raw ring            PACKET_RX_RING + TPACKET_V3 against recvfrom: rate and drops
   ch11_raw hdrincl         IP_HDRINCL: write the IPv4 header yourself
   ch11_raw traceroute      a chain of namespaces as routers, traced with UDP
                            probes and IP_RECVERR
