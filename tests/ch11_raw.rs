@@ -183,18 +183,29 @@ graded! {
             quiet();
             let fd = raw_icmp();
             let payload = b"kernel made this";
-            send_icmp(&fd, &echo_message(8, 0x4242, 3, payload));
+            // Identifier and sequence differ in their two bytes: a reader that
+            // swaps them gets another number.
+            send_icmp(&fd, &echo_message(8, 0x4217, 0x0203, payload));
             let seen = icmp_received(&fd, Duration::from_millis(500));
             let kernels = seen.iter().find(|m| m.first() == Some(&0))
                 .unwrap_or_else(|| panic!("no echo reply from the kernel to our request; raw socket saw {seen:02x?}"));
             let got = icmp::parse_echo(kernels);
-            let want = icmp::Echo { kind: 0, id: 0x4242, seq: 3, payload: payload.to_vec() };
+            let want = icmp::Echo { kind: 0, id: 0x4217, seq: 0x0203, payload: payload.to_vec() };
             assert_eq!(got.as_ref(), Ok(&want), "parse_echo(the kernel's reply {kernels:02x?})");
             assert_eq!(icmp::parse_echo(&kernels[..7]), Err(IcmpError::TooShort), "parse_echo of 7 bytes");
             let mut unreachable = kernels.clone();
             unreachable[0] = 3;
             unreachable[1] = 3;
             assert_eq!(icmp::parse_echo(&unreachable), Err(IcmpError::NotEcho), "parse_echo of a type 3 code 3 message");
+            // Code 0 but not an echo: a timestamp request (type 13), its
+            // checksum right, so only the type can refuse it.
+            let mut timestamp = kernels.clone();
+            timestamp[0] = 13;
+            timestamp[2..4].copy_from_slice(&[0, 0]);
+            let c = reference_checksum(&timestamp);
+            timestamp[2..4].copy_from_slice(&c.to_be_bytes());
+            assert_eq!(icmp::parse_echo(&timestamp), Err(IcmpError::NotEcho),
+                "parse_echo of a type 13 code 0 message with a correct checksum {timestamp:02x?}: only types 0 and 8 are echo");
             let mut corrupt = kernels.clone();
             let last = corrupt.len() - 1;
             corrupt[last] ^= 0x40;
