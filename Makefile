@@ -8,6 +8,7 @@ GRADE  = $(CARGO) run --quiet --bin grade --
 
 help:
 	@echo "make run       chapter 1's demo (the first thing to run)"
+	@echo "make progress  every assignment: done, failing, not started (make next, watch, hint)"
 	@echo "make tour      every chapter's demo, one after another"
 	@echo "make test      lint, every test, and the grader's self-check"
 	@echo "make grade     run the graded tests: score table + target/grade/results.json"
@@ -93,3 +94,16 @@ bench:
 
 clean:
 	$(CARGO) clean
+
+# The learner's command (src/bin/sockbook): where am I, what next, a hint.
+# make hint CH=2 FN=serve_echo for a named assignment.
+.PHONY: progress next watch hint book
+SOCKBOOK = $(CARGO) run --quiet --bin sockbook --
+progress:
+	@$(SOCKBOOK) progress
+next:
+	@$(SOCKBOOK) next
+watch:
+	@$(SOCKBOOK) watch
+hint:
+	@$(SOCKBOOK) hint $(CH) $(FN)

@@ -7,7 +7,7 @@
 
 pub mod kit;
 
-/// The benchmark harness behind `make bench` (not a chapter).
+// The benchmark harness behind `make bench` (not a chapter).
 pub mod bench;
 
 pub mod ch01_sockets;
@@ -18,4 +18,6 @@ pub mod ch05_handshake;
 pub mod ch06_close;
 pub mod ch07_threads;
 pub mod ch08_udp;
+pub mod ch09_epoll;
+pub mod ch10_unix;
 pub mod ch11_raw;

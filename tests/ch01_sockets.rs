@@ -12,13 +12,14 @@ use std::mem;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::ptr;
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
     self, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrLike,
     SockaddrStorage, UnixAddr,
 };
-use sockbook::ch01_sockets::{errno_name, format_sockaddr, resolve, sockaddr_in_from_text};
+use sockbook::ch01_sockets::{connect_first, format_sockaddr, resolve, sockaddr_in_from_text};
 
 // ---------------------------------------------------------------------------
 // helpers
@@ -270,11 +271,18 @@ graded! {
         let path = std::env::temp_dir().join(format!("{}.sock", unique("path")));
         let _ = std::fs::remove_file(&path);
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        // The socket file goes away however this test ends (a stub panics).
+        struct RemoveOnDrop(std::path::PathBuf);
+        impl Drop for RemoveOnDrop {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+        let _file = RemoveOnDrop(path.clone());
         let (storage, len) = raw_getsockname(listener.as_raw_fd());
         let theirs: UnixAddr = socket::getsockname(listener.as_raw_fd()).unwrap();
         let ours = format_sockaddr(&storage, len);
         drop(listener);
-        let _ = std::fs::remove_file(&path);
         let ours = ours.unwrap_or_else(|e| panic!("format_sockaddr(unix path) failed: {e}"));
         assert_eq!(ours, theirs.to_string(), "a pathname socket");
         assert_eq!(ours, path.display().to_string(), "a pathname socket is its path");
@@ -611,51 +619,290 @@ graded! {
 }
 
 // ---------------------------------------------------------------------------
-// Assignment 4: errno_name
+// Assignment 4: connect_first
 // ---------------------------------------------------------------------------
 
-graded! {
-    /// The errnos of socket programming are named as nix names them, and no
-    /// number is given a name nix does not know.
-    points = 2;
-    fn errno_names_socket_errors_like_nix() {
-        let socket_errnos = [
-            libc::EINTR, libc::EBADF, libc::EAGAIN, libc::EACCES, libc::EINVAL, libc::EMFILE,
-            libc::ENFILE, libc::EPIPE, libc::ENOTSOCK, libc::EDESTADDRREQ, libc::EMSGSIZE,
-            libc::EPROTOTYPE, libc::ENOPROTOOPT, libc::EPROTONOSUPPORT, libc::EOPNOTSUPP,
-            libc::EAFNOSUPPORT, libc::EADDRINUSE, libc::EADDRNOTAVAIL, libc::ENETDOWN,
-            libc::ENETUNREACH, libc::ECONNABORTED, libc::ECONNRESET, libc::ENOBUFS,
-            libc::EISCONN, libc::ENOTCONN, libc::ETIMEDOUT, libc::ECONNREFUSED,
-            libc::EHOSTUNREACH, libc::EALREADY, libc::EINPROGRESS,
-        ];
-        for code in socket_errnos {
-            let nix_name = format!("{:?}", Errno::from_raw(code));
-            assert_eq!(errno_name(code), Some(nix_name.as_str()), "errno {code}");
+/// The per-address timeout the tests give `connect_first`: short, so a
+/// silent address costs little; a blocking connect would wait minutes.
+const TRY_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// The test's own listener on `ip` (std, not the code under test), or
+/// `None` when this machine has no such address (no IPv6 loopback).
+fn std_listener(ip: &str) -> Option<TcpListener> {
+    TcpListener::bind((ip, 0)).ok()
+}
+
+/// Both loopback listeners, or a skip when `::1` is missing here.
+fn both_loopbacks() -> Option<(TcpListener, TcpListener)> {
+    let Some(v6) = std_listener("::1") else {
+        support::skip("no IPv6 loopback (::1) on this machine");
+        return None;
+    };
+    let v4 = std_listener("127.0.0.1").expect("bind 127.0.0.1:0");
+    Some((v6, v4))
+}
+
+/// An address on `ip` where nothing listens: bind port 0, read the port,
+/// close. A connect there is refused at once (RST).
+fn closed_port(ip: &str) -> SocketAddr {
+    let l = TcpListener::bind((ip, 0)).expect("bind for a closed port");
+    l.local_addr().unwrap()
+}
+
+/// An address on `ip` that never answers a SYN: a listener with backlog 0
+/// whose accept queue is already full (one connection it never accepts).
+/// Linux drops a SYN for a listener whose accept queue is full
+/// (tcp_conn_request: "ListenOverflows"), so a connect there waits and
+/// retries, like one to a host behind a dropping firewall. Keep the
+/// returned sockets alive for as long as the black hole is needed.
+struct BlackHole {
+    addr: SocketAddr,
+    _listener: std::os::fd::OwnedFd,
+    _filler: TcpStream,
+}
+
+fn black_hole(ip: &str) -> BlackHole {
+    let std_addr: SocketAddr = format!(
+        "{}:0",
+        if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
         }
-        for code in -2..=300 {
-            let nix = Errno::from_raw(code);
-            match errno_name(code) {
-                Some(ours) if nix == Errno::UnknownErrno => {
-                    panic!("errno {code}: you say {ours}, but it is not an errno here")
-                }
-                Some(ours) => assert_eq!(ours, format!("{nix:?}"), "errno {code}"),
-                None => {}
+    )
+    .parse()
+    .unwrap();
+    let family = if std_addr.is_ipv6() {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(std_addr)).unwrap();
+    socket::listen(&fd, socket::Backlog::new(0).unwrap()).unwrap();
+    let bound: SockaddrStorage = socket::getsockname(fd.as_raw_fd()).unwrap();
+    let addr = support::std_addr(&bound);
+    let filler = TcpStream::connect_timeout(&addr, support::DEADLINE)
+        .unwrap_or_else(|e| panic!("the connection that fills {addr}'s accept queue: {e}"));
+    BlackHole {
+        addr,
+        _listener: fd,
+        _filler: filler,
+    }
+}
+
+/// How many of this process's sockets are still in SYN_SENT towards `port`
+/// (/proc/net/tcp and tcp6, state 02, matched to /proc/self/fd by inode):
+/// an attempt that timed out and was not closed.
+fn syn_sent_to_port(port: u16) -> usize {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let Some(remote) = cols.get(2) else { continue };
+            let rport = remote
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if rport == Some(port) && cols.get(3) == Some(&"02") {
+                inodes.extend(cols.get(9).and_then(|i| i.parse::<u64>().ok()));
             }
+        }
+    }
+    std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|t| {
+                    let t = t.to_string_lossy();
+                    inodes.iter().any(|i| t == format!("socket:[{i}]"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn storage(addrs: &[SocketAddr]) -> Vec<SockaddrStorage> {
+    addrs.iter().map(|&a| SockaddrStorage::from(a)).collect()
+}
+
+/// Run connect_first on a background thread, so the test can say what it
+/// gave it when it does not come back.
+fn run_connect_first(addrs: &[SocketAddr]) -> sockbook::kit::Result<std::os::fd::OwnedFd> {
+    let list = storage(addrs);
+    let shown = format!("{addrs:?}");
+    support::Background::spawn("connect_first", move || connect_first(&list, TRY_TIMEOUT))
+        .join_within(
+            support::DEADLINE,
+            &format!(
+                "connect_first({shown}, {TRY_TIMEOUT:?}) did not return (if one of these \
+                 addresses never answers: a blocking connect there waits minutes; use a \
+                 nonblocking connect and poll with the timeout)"
+            ),
+        )
+}
+
+/// Where the socket connect_first returned is connected, by getpeername.
+fn peer_of(fd: &std::os::fd::OwnedFd) -> SocketAddr {
+    let peer: SockaddrStorage = socket::getpeername(fd.as_raw_fd()).unwrap_or_else(|e| {
+        panic!("getpeername on the returned socket: {e} (it is not connected)")
+    });
+    support::std_addr(&peer)
+}
+
+/// The listener really got the connection: accept it (nonblocking, after a
+/// short wait) and compare the two ends.
+fn accepted_by(listener: &TcpListener, fd: &std::os::fd::OwnedFd) {
+    listener.set_nonblocking(true).unwrap();
+    let local: SockaddrStorage = socket::getsockname(fd.as_raw_fd()).unwrap();
+    let local = support::std_addr(&local);
+    let deadline = std::time::Instant::now() + support::DEADLINE;
+    loop {
+        match listener.accept() {
+            Ok((_conn, peer)) if peer == local => return,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the listener on {} never saw the connection from {local}",
+                    listener.local_addr().unwrap()
+                );
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("accept: {e}"),
         }
     }
 }
 
 graded! {
-    /// Every errno nix knows on this system has a name, nix's name.
+    /// With a listener on ::1 and one on 127.0.0.1, listed IPv4 first, the
+    /// IPv6 one is tried first and the returned socket is connected to it.
     points = 1;
-    fn errno_names_every_errno() {
-        for code in i32::MIN..=i32::MIN + 1 {
-            assert_eq!(errno_name(code), None, "errno {code}");
+    fn connect_first_tries_ipv6_first() {
+        let Some((v6, v4)) = both_loopbacks() else { return };
+        let list = [v4.local_addr().unwrap(), v6.local_addr().unwrap()];
+        let fd = run_connect_first(&list)
+            .unwrap_or_else(|e| panic!("connect_first({list:?}): both listen, yet: {e}"));
+        let peer = peer_of(&fd);
+        assert_eq!(
+            peer, list[1],
+            "connect_first({list:?}) connected to {peer}: IPv6 addresses come first, whatever \
+             the order of the list"
+        );
+        accepted_by(&v6, &fd);
+    }
+}
+
+graded! {
+    /// The socket it returns is connected and blocking again (O_NONBLOCK
+    /// off, read with fcntl F_GETFL), so a read waits for data.
+    points = 1;
+    fn connect_first_returns_a_blocking_socket() {
+        let v4 = std_listener("127.0.0.1").expect("bind 127.0.0.1:0");
+        let list = [v4.local_addr().unwrap()];
+        let fd = run_connect_first(&list)
+            .unwrap_or_else(|e| panic!("connect_first({list:?}): it listens, yet: {e}"));
+        assert_eq!(peer_of(&fd), list[0], "connected to the one address given");
+        // SAFETY: F_GETFL on an fd the test owns.
+        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+        assert!(flags != -1, "fcntl(F_GETFL): {}", std::io::Error::last_os_error());
+        assert_eq!(
+            flags & libc::O_NONBLOCK,
+            0,
+            "the returned socket still has O_NONBLOCK (flags {flags:#o}): turn it off after \
+             the connect succeeded, or the caller's first read fails with EAGAIN"
+        );
+        let (mut conn, _) = v4.accept().unwrap();
+        std::io::Write::write_all(&mut conn, b"hi").unwrap();
+        let mut buf = [0u8; 2];
+        let n = nix::unistd::read(&fd, &mut buf).expect("read on the returned socket");
+        assert_eq!(&buf[..n], &b"hi"[..n], "the bytes the listener's side sent");
+    }
+}
+
+graded! {
+    /// An address where nothing listens (ECONNREFUSED) is skipped: the next
+    /// one, which listens, is used. A refused connect is also "writable" to
+    /// poll, so success must be read from SO_ERROR.
+    points = 1;
+    fn connect_first_skips_a_refused_address() {
+        let Some((v6, v4)) = both_loopbacks() else { return };
+        drop(v6);
+        let refused = closed_port("::1");
+        let list = [v4.local_addr().unwrap(), refused];
+        let fd = run_connect_first(&list).unwrap_or_else(|e| {
+            panic!("connect_first({list:?}): {refused} refuses but {} listens: {e}", list[0])
+        });
+        let peer = peer_of(&fd);
+        assert_eq!(peer, list[0], "connect_first({list:?}) should end up at the listener");
+        accepted_by(&v4, &fd);
+    }
+}
+
+graded! {
+    /// An address that never answers (SYNs dropped) costs one timeout, then
+    /// the next address is used; the abandoned attempt's socket is closed.
+    points = 2;
+    fn connect_first_times_out_a_silent_address_and_moves_on() {
+        let Some((v6, v4)) = both_loopbacks() else { return };
+        drop(v6);
+        let hole = black_hole("::1");
+        let list = [v4.local_addr().unwrap(), hole.addr];
+        let started = std::time::Instant::now();
+        let fd = run_connect_first(&list).unwrap_or_else(|e| {
+            panic!(
+                "connect_first({list:?}): {} never answers (its accept queue is full, so the \
+                 kernel drops the SYN), {} listens: {e}",
+                hole.addr, list[0]
+            )
+        });
+        let took = started.elapsed();
+        assert_eq!(peer_of(&fd), list[0], "connect_first({list:?}) should end at the listener");
+        accepted_by(&v4, &fd);
+        assert!(
+            took >= TRY_TIMEOUT / 2,
+            "connect_first returned after {took:?}, before the timeout of {TRY_TIMEOUT:?} for the \
+             silent {} could run out: was it tried at all (IPv6 first)?",
+            hole.addr
+        );
+        let left = syn_sent_to_port(hole.addr.port());
+        assert_eq!(
+            left, 0,
+            "{left} socket(s) of this process still in SYN_SENT to {}: close the attempt that \
+             timed out before trying the next address",
+            hole.addr
+        );
+    }
+}
+
+graded! {
+    /// When nothing answers, the error names every address tried with its
+    /// errno: ECONNREFUSED for a closed port, ETIMEDOUT for a silent one.
+    points = 1;
+    fn connect_first_error_lists_every_address_and_errno() {
+        let Some((v6, v4)) = both_loopbacks() else { return };
+        drop((v6, v4));
+        let hole = black_hole("::1");
+        let refused_v4 = closed_port("127.0.0.1");
+        let refused_v6 = closed_port("::1");
+        let list = [refused_v4, hole.addr, refused_v6];
+        let err = match run_connect_first(&list) {
+            Ok(fd) => panic!("connect_first({list:?}) returned a socket connected to {:?}", peer_of(&fd)),
+            Err(e) => e.to_string(),
+        };
+        let names = ["ECONNREFUSED", "ETIMEDOUT"];
+        for (addr, want) in [(refused_v4, "ECONNREFUSED"), (hole.addr, "ETIMEDOUT"), (refused_v6, "ECONNREFUSED")] {
+            let text = addr.to_string();
+            let at = err.find(&text).unwrap_or_else(|| {
+                panic!("connect_first({list:?}) failed with {err:?}, which does not name {text}")
+            });
+            let after = &err[at + text.len()..];
+            let first = names.iter().filter_map(|n| after.find(n).map(|i| (i, *n))).min();
+            assert_eq!(
+                first.map(|(_, n)| n),
+                Some(want),
+                "in {err:?}, the errno after {text} should be {want} (expected for that address)"
+            );
         }
-        for code in 0..=4096 {
-            let nix = Errno::from_raw(code);
-            let expected = (nix != Errno::UnknownErrno).then(|| format!("{nix:?}"));
-            assert_eq!(errno_name(code), expected.as_deref(), "errno {code}");
-        }
+        assert!(syn_sent_to_port(hole.addr.port()) == 0, "an attempt to {} left in SYN_SENT", hole.addr);
     }
 }

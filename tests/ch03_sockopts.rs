@@ -17,7 +17,7 @@ use libc::c_int;
 use nix::errno::Errno;
 use sockbook::ch03_sockopts::{
     Kind, ReadError, Row, SocketKind, TcpSummary, Value, decode_tcp_info, defaults_table,
-    get_option, set_and_explain,
+    enable_keepalive, get_option, set_and_explain, set_read_timeout,
 };
 
 // ------------------------------------------------------------------------
@@ -737,5 +737,227 @@ graded! {
             }
         }
         assert_eq!(rows.iter().filter(|r| r.socket != SocketKind::Udp4).count(), SPEC.len());
+    }
+}
+
+// ------------------------------------------------------------------------
+// set_read_timeout and enable_keepalive: options that change behaviour
+
+/// A connected pair on loopback with no timeouts of their own (std sets
+/// none unless asked): a read on either blocks until data comes.
+fn quiet_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    (client, server)
+}
+
+/// The timeval for `d`, converted here: whole seconds, the rest in
+/// microseconds rounded up.
+fn timeval_of(d: std::time::Duration) -> libc::timeval {
+    let micros = d.as_nanos().div_ceil(1000);
+    libc::timeval {
+        tv_sec: (micros / 1_000_000) as libc::time_t,
+        tv_usec: (micros % 1_000_000) as libc::suseconds_t,
+    }
+}
+
+fn timeo(fd: &impl AsFd, name: c_int) -> (i64, i64) {
+    let tv: libc::timeval = raw_get_as(fd, libc::SOL_SOCKET, name).expect("raw getsockopt timeval");
+    (tv.tv_sec, tv.tv_usec)
+}
+
+graded! {
+    /// After set_read_timeout(T), data that comes in time is read, and a
+    /// blocking read on a connection whose peer says nothing fails with
+    /// EAGAIN once about T has passed: not at once, not never.
+    points = 2;
+    fn read_timeout_bounds_a_blocking_read() {
+        for t in [std::time::Duration::from_millis(300), std::time::Duration::from_millis(1200)] {
+            let (client, mut server) = quiet_pair();
+            set_read_timeout(&client, t)
+                .unwrap_or_else(|e| panic!("set_read_timeout(fd, {t:?}) failed: {e}"));
+            server.write_all(b"x").unwrap();
+            let mut byte = [0u8; 1];
+            let got = (&client).read(&mut byte).expect("a read with data waiting");
+            assert_eq!((got, byte[0]), (1, b'x'), "the byte the peer sent in time");
+
+            let started = std::time::Instant::now();
+            let reader = support::Background::spawn("reader", move || {
+                let mut buf = [0u8; 16];
+                // SAFETY: buf is writable for its length; the fd is open (client lives here).
+                let rc = unsafe { libc::read(client.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                let errno = Errno::last();
+                (rc, errno, started.elapsed(), client)
+            });
+            let (rc, errno, took, _client) = reader.join_within(
+                support::DEADLINE,
+                &format!(
+                    "a read after set_read_timeout(fd, {t:?}), peer silent: still blocked \
+                     (SO_RCVTIMEO not set on this fd? SO_SNDTIMEO bounds writes only)"
+                ),
+            );
+            assert_eq!(
+                (rc, errno),
+                (-1, Errno::EAGAIN),
+                "read() with the peer silent after set_read_timeout(fd, {t:?}) returned {rc} \
+                 (errno {errno}); expected -1 EAGAIN when the timeout runs out"
+            );
+            assert!(
+                took >= t.mul_f64(0.9),
+                "read() failed with EAGAIN after {took:?}, but the timeout was {t:?}: is the \
+                 socket nonblocking, or tv_usec in milliseconds instead of microseconds?"
+            );
+            drop(server);
+        }
+    }
+}
+
+graded! {
+    /// What set_read_timeout left on the fd (getsockopt SO_RCVTIMEO on the
+    /// same fd) is what an independent setsockopt of the same timeout reads
+    /// back on a fresh socket; SO_SNDTIMEO is untouched; zero is refused and
+    /// changes nothing.
+    points = 1;
+    fn read_timeout_reads_back_like_an_independent_setsockopt() {
+        use std::time::Duration;
+        for d in [
+            Duration::from_nanos(1),
+            Duration::from_millis(1),
+            Duration::from_millis(250),
+            Duration::from_micros(999_999),
+            Duration::from_millis(1500),
+            Duration::new(2, 1000),
+            Duration::from_secs(75),
+            Duration::from_secs(3600),
+        ] {
+            let fd = tcp4();
+            set_read_timeout(&fd, d).unwrap_or_else(|e| panic!("set_read_timeout(fd, {d:?}): {e}"));
+            let fresh = tcp4();
+            raw_set(&fresh, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeval_of(d)).unwrap();
+            let (ours, theirs) = (timeo(&fd, libc::SO_RCVTIMEO), timeo(&fresh, libc::SO_RCVTIMEO));
+            assert_eq!(
+                ours, theirs,
+                "after set_read_timeout(fd, {d:?}), getsockopt(SO_RCVTIMEO) reads (sec, usec) = \
+                 {ours:?}; a raw setsockopt of {{{}, {}}} on a fresh socket reads back {theirs:?}",
+                timeval_of(d).tv_sec, timeval_of(d).tv_usec
+            );
+            let untouched = timeo(&tcp4(), libc::SO_SNDTIMEO);
+            assert_eq!(
+                timeo(&fd, libc::SO_SNDTIMEO),
+                untouched,
+                "set_read_timeout(fd, {d:?}) changed SO_SNDTIMEO (write timeout) too"
+            );
+        }
+        let fd = tcp4();
+        let one = timeval_of(Duration::from_secs(1));
+        raw_set(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &one).unwrap();
+        let before = timeo(&fd, libc::SO_RCVTIMEO);
+        assert!(
+            set_read_timeout(&fd, Duration::ZERO).is_err(),
+            "set_read_timeout(fd, 0) must be an Err: a zero timeval means \"no timeout\""
+        );
+        assert_eq!(
+            timeo(&fd, libc::SO_RCVTIMEO),
+            before,
+            "set_read_timeout(fd, 0) failed but changed SO_RCVTIMEO anyway"
+        );
+    }
+}
+
+/// tcpi_segs_out and tcpi_segs_in of a socket, or None on a kernel whose
+/// TCP_INFO stops before them (older than 4.2).
+fn segments(fd: &impl AsFd) -> Option<(u32, u32)> {
+    let (info, len) = raw_tcp_info(fd);
+    let end = offset_of!(libc::tcp_info, tcpi_segs_in) + size_of::<u32>();
+    (len >= end).then_some((info.tcpi_segs_out, info.tcpi_segs_in))
+}
+
+graded! {
+    /// After enable_keepalive(fd, 1 s idle, 30 s interval, 4 probes), the
+    /// kernel probes the idle connection within seconds: the prober's
+    /// tcpi_segs_out and the peer's tcpi_segs_in (TCP_INFO) grow while
+    /// neither side sends a byte.
+    points = 2;
+    fn keepalive_probes_an_idle_connection() {
+        let (client, server) = quiet_pair();
+        let Some((out0, _)) = segments(&client) else {
+            return support::skip("TCP_INFO has no tcpi_segs_out on this kernel");
+        };
+        enable_keepalive(&client, 1, 30, 4)
+            .unwrap_or_else(|e| panic!("enable_keepalive(fd, 1, 30, 4) failed: {e}"));
+        let (_, in0) = segments(&server).unwrap();
+        let probed = support::server_process::eventually(support::DEADLINE, || {
+            let (out, _) = segments(&client).unwrap();
+            let (_, inn) = segments(&server).unwrap();
+            out > out0 && inn > in0
+        });
+        let (out, _) = segments(&client).unwrap();
+        let (_, inn) = segments(&server).unwrap();
+        assert!(
+            probed,
+            "after enable_keepalive(fd, idle 1 s, interval 30 s, 4 probes) the idle connection \
+             saw no probe in {:?}: the prober sent {} segments (before: {out0}), the peer got {} \
+             (before: {in0}). SO_KEEPALIVE on? TCP_KEEPIDLE = 1? (By hand: `ss -tno` shows \
+             timer:(keepalive,…) on the socket; `sudo tcpdump -i lo` shows a probe each second.)",
+            support::DEADLINE,
+            out,
+            inn
+        );
+        drop(server);
+    }
+}
+
+graded! {
+    /// SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT read back
+    /// on the same fd as an independent setsockopt of the same values reads
+    /// back on a fresh socket; values the kernel refuses are an Err carrying
+    /// the kernel's own errno.
+    points = 1;
+    fn keepalive_reads_back_like_an_independent_setsockopt() {
+        for (idle, interval, probes) in [(1u32, 30u32, 4u32), (7200, 75, 9), (600, 10, 3), (32767, 1, 127)] {
+            let fd = tcp4();
+            enable_keepalive(&fd, idle, interval, probes).unwrap_or_else(|e| {
+                panic!("enable_keepalive(fd, {idle}, {interval}, {probes}) failed: {e}")
+            });
+            for (level, name, label, value) in [
+                (libc::SOL_SOCKET, libc::SO_KEEPALIVE, "SO_KEEPALIVE", 1),
+                (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, "TCP_KEEPIDLE", idle as c_int),
+                (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, "TCP_KEEPINTVL", interval as c_int),
+                (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, "TCP_KEEPCNT", probes as c_int),
+            ] {
+                let fresh = tcp4();
+                raw_set(&fresh, level, name, &value).unwrap();
+                let theirs: c_int = raw_get_as(&fresh, level, name).unwrap();
+                let ours: c_int = raw_get_as(&fd, level, name).unwrap();
+                assert_eq!(
+                    ours, theirs,
+                    "after enable_keepalive(fd, {idle}, {interval}, {probes}), {label} reads {ours} \
+                     on that fd; a raw setsockopt({label}, {value}) on a fresh socket reads back \
+                     {theirs}"
+                );
+            }
+        }
+        for (idle, interval, probes, name, value) in [
+            (0u32, 1u32, 1u32, libc::TCP_KEEPIDLE, 0),
+            (40000, 1, 1, libc::TCP_KEEPIDLE, 40000),
+            (1, 0, 1, libc::TCP_KEEPINTVL, 0),
+            (1, 1, 0, libc::TCP_KEEPCNT, 0),
+            (1, 1, 128, libc::TCP_KEEPCNT, 128),
+        ] {
+            let want = raw_set(&tcp4(), libc::IPPROTO_TCP, name, &(value as c_int))
+                .expect_err("the kernel accepted a value out of its range?");
+            let err = enable_keepalive(tcp4(), idle, interval, probes).expect_err(&format!(
+                "enable_keepalive(fd, {idle}, {interval}, {probes}): the kernel refuses {value} \
+                 ({want}), so this must be an Err"
+            ));
+            assert_eq!(
+                err.errno(),
+                Some(want),
+                "enable_keepalive(fd, {idle}, {interval}, {probes}) failed with {err}; expected \
+                 the kernel's own errno {want} from the setsockopt it refused (let the kernel \
+                 check the range)"
+            );
+        }
     }
 }

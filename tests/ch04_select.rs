@@ -9,8 +9,9 @@ use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -42,6 +43,8 @@ struct Server {
     events: Receiver<Event>,
     backlog: VecDeque<Event>,
     thread: Background<sockbook::kit::Result<Stats>>,
+    /// The server thread's kernel thread id (for its CPU time in /proc).
+    tid: Arc<AtomicI32>,
 }
 
 impl Server {
@@ -62,9 +65,14 @@ impl Server {
             ..config
         };
         let (stop_r, stop_w) = std::io::pipe().unwrap();
-        let thread = Background::spawn("server", move || match kind {
-            Kind::Select => serve_select(listener, stop_r, config),
-            Kind::Poll => serve_poll(listener, stop_r, config),
+        let tid = Arc::new(AtomicI32::new(0));
+        let tid_of_server = Arc::clone(&tid);
+        let thread = Background::spawn("server", move || {
+            tid_of_server.store(nix::unistd::gettid().as_raw(), Ordering::SeqCst);
+            match kind {
+                Kind::Select => serve_select(listener, stop_r, config),
+                Kind::Poll => serve_poll(listener, stop_r, config),
+            }
         });
         Server {
             kind,
@@ -74,6 +82,7 @@ impl Server {
             events,
             backlog: VecDeque::new(),
             thread,
+            tid,
         }
     }
 
@@ -467,6 +476,125 @@ graded! {
                 assert_eq!(s.line(), said(&a, &format!("{i:06} {text}")), "{kind:?}: line {i}");
             }
             drop((a, s));
+            let stats = server.stop();
+            assert_eq!(stats.dropped, 0, "{kind:?}");
+        }
+    }
+}
+
+/// CPU time a thread of this process has used so far, in nanoseconds:
+/// the first field of /proc/self/task/TID/schedstat, or utime + stime from
+/// /proc/self/task/TID/stat (clock ticks, see proc(5)) where schedstat is
+/// missing.
+fn thread_cpu_ns(tid: i32) -> u64 {
+    let base = format!("/proc/self/task/{tid}");
+    if let Ok(text) = std::fs::read_to_string(format!("{base}/schedstat"))
+        && let Some(ns) = text.split_whitespace().next().and_then(|f| f.parse().ok())
+    {
+        return ns;
+    }
+    let stat = std::fs::read_to_string(format!("{base}/stat"))
+        .unwrap_or_else(|e| panic!("read {base}/stat: {e}"));
+    // Fields after the ")" that ends the command name: state is field 3,
+    // utime field 14, stime field 15.
+    let after = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // SAFETY: sysconf has no memory arguments.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    (fields[11] + fields[12]) * 1_000_000_000 / tick
+}
+
+/// Compare the server thread's CPU time with a thread that spins on
+/// purpose (this one) over the same stretch of time: a loop that never
+/// sleeps gets about the share of a CPU the spinner gets, whatever else the
+/// machine is doing; a loop that sleeps in select/poll gets next to none.
+/// Returns (server ns, spinner ns, wall time).
+fn cpu_beside_a_spinner(server_tid: i32) -> (u64, u64, Duration) {
+    let me = nix::unistd::gettid().as_raw();
+    let started = Instant::now();
+    let (server0, me0) = (thread_cpu_ns(server_tid), thread_cpu_ns(me));
+    loop {
+        let spun = thread_cpu_ns(me) - me0;
+        if spun >= 300_000_000 || started.elapsed() > Duration::from_secs(6) {
+            return (thread_cpu_ns(server_tid) - server0, spun, started.elapsed());
+        }
+    }
+}
+
+graded! {
+    /// While output waits for a client that does not read, the loop sleeps:
+    /// it watches that client for writing only while output is pending, so
+    /// the other, idle clients' always-writable sockets do not wake it (its
+    /// CPU time is compared with a thread that spins beside it). When the
+    /// client reads while new lines keep coming, it gets them all in order.
+    points = 3;
+    secs = 30;
+    fn pending_output_sleeps_and_keeps_order() {
+        for kind in BOTH {
+            let small_sndbuf = |l: &OwnedFd| socket::setsockopt(l, sockopt::SndBuf, &4096).unwrap();
+            let mut server =
+                Server::start_with(kind, Config { out_limit: 1 << 20, ..Config::default() }, small_sndbuf);
+            // a and b first, so the loop (in fd order) reads a before it
+            // flushes s: new lines for s must queue behind the old ones.
+            let mut a = Chatter::join(&server);
+            let mut b = Chatter::join(&server);
+            let s = small_window_client(&server);
+            let s_addr = s.local.clone();
+            server.event("Joined (slow reader)", |e| matches!(e, Event::Joined { peer, .. } if *peer == s_addr));
+            let text = "p".repeat(499);
+            let count = 400;
+            let lines: String = (0..count).map(|i| format!("{i:06} {text}\n")).collect();
+            a.send(&lines);
+            for i in 0..count {
+                assert_eq!(b.line(), said(&a, &format!("{i:06} {text}")), "{kind:?}: b, line {i}");
+            }
+            // Now about 200 KB wait for s, which does not read; a and b are
+            // idle with empty buffers (and always-writable sockets).
+            let tid = server.tid.load(Ordering::SeqCst);
+            let (server_ns, spinner_ns, wall) = cpu_beside_a_spinner(tid);
+            assert!(
+                server_ns * 4 < spinner_ns,
+                "{kind:?}: with output pending for a client that does not read, and nothing \
+                 else happening, the server thread used {} ms of CPU in {wall:?} while a thread \
+                 spinning beside it got {} ms: the loop is busy, not asleep in select/poll. \
+                 Watch a client for writing only while its output buffer holds bytes \
+                 (wants_write), and never retry a send until it succeeds. \
+                 (By hand: `top -H` shows the server thread at 100 %.)",
+                server_ns / 1_000_000,
+                spinner_ns / 1_000_000
+            );
+            // Now s reads, while a sends as many lines again in small
+            // writes: s gets every line, the old ones first, all in order.
+            let reader = Background::spawn("slow reader", move || {
+                let mut s = s;
+                let got: Vec<String> = (0..=2 * count).map(|_| s.line()).collect();
+                (s, got)
+            });
+            for chunk in 0..count / 10 {
+                let more: String = (chunk * 10..chunk * 10 + 10)
+                    .map(|i| format!("{:06} {text}\n", count + i))
+                    .collect();
+                a.send(&more);
+            }
+            let (s, got) = reader.join_within(Duration::from_secs(15), "s reading its lines");
+            assert!(got[0].starts_with("* welcome "), "{kind:?}: welcome first, got {:?}", got[0]);
+            for (i, line) in got[1..].iter().enumerate() {
+                let want = said(&a, &format!("{i:06} {text}"));
+                assert!(
+                    *line == want,
+                    "{kind:?}: s's line {i} is {:?}, expected {:?}: bytes for a client whose \
+                     buffer holds some already go after them, not straight to send()",
+                    &line[..line.len().min(40)],
+                    &want[..want.len().min(40)]
+                );
+            }
+            for i in 0..count {
+                assert_eq!(b.line(), said(&a, &format!("{:06} {text}", count + i)), "{kind:?}: b");
+            }
+            drop((a, b, s));
             let stats = server.stop();
             assert_eq!(stats.dropped, 0, "{kind:?}");
         }

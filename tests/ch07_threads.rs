@@ -412,3 +412,289 @@ graded! {
         thousand_clients("reuseport");
     }
 }
+
+// ---------------------------------------------------------------------------
+// queue_pool: a bounded pool fed through a bounded queue
+
+/// `ch07_threads server --design queue --workers W --max Q`, and its thread
+/// count once it said `listening` (every worker started by then).
+fn start_queue_server(workers: usize, max: usize) -> (ServerProcess, usize) {
+    ch07::server::raise_fd_limit().unwrap();
+    let (w, q) = (workers.to_string(), max.to_string());
+    let srv = ServerProcess::start(
+        BIN,
+        &[
+            "server",
+            "--design",
+            "queue",
+            "--workers",
+            &w,
+            "--max",
+            &q,
+            "--addr",
+            "127.0.0.1:0",
+            "--grace-ms",
+            "1000",
+        ],
+        support::DEADLINE,
+    );
+    let threads = proc::threads(srv.pid).unwrap();
+    assert!(
+        threads > workers,
+        "the queue server has {threads} threads once it says `listening`: the main thread plus \
+         {workers} workers should all be there (start them before on_ready)"
+    );
+    (srv, threads)
+}
+
+/// What a client of the queue server got back for its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    /// Its own line, echoed: a worker serves it.
+    Echo,
+    /// The busy line and EOF: refused.
+    Busy,
+    /// Nothing yet.
+    Nothing,
+}
+
+/// One client: connected, line sent, bytes received so far.
+struct Waiter {
+    stream: TcpStream,
+    line: Vec<u8>,
+    got: Vec<u8>,
+    eof: bool,
+}
+
+impl Waiter {
+    fn connect(addr: &nix::sys::socket::SockaddrStorage, i: usize) -> Waiter {
+        let mut stream = std_client(addr);
+        let line = format!("client {i}\n").into_bytes();
+        stream.write_all(&line).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        Waiter {
+            stream,
+            line,
+            got: Vec::new(),
+            eof: false,
+        }
+    }
+
+    /// Read what has arrived, without waiting.
+    fn pump(&mut self) {
+        let mut buf = [0u8; 256];
+        while !self.eof {
+            match self.stream.read(&mut buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => self.eof = true,
+                Err(e) => panic!("read from the queue server: {e}"),
+            }
+        }
+    }
+
+    fn answer(&self) -> Answer {
+        if self.got == self.line {
+            Answer::Echo
+        } else if self.got == BUSY.as_bytes() && self.eof {
+            Answer::Busy
+        } else if !self.eof
+            && (self.line.starts_with(&self.got) || BUSY.as_bytes().starts_with(&self.got))
+        {
+            Answer::Nothing // nothing, or part of an answer, so far
+        } else {
+            panic!(
+                "a client of the queue server sent {:?} and got {:?} (eof {}): neither its echo \
+                 nor the busy line",
+                String::from_utf8_lossy(&self.line),
+                String::from_utf8_lossy(&self.got),
+                self.eof
+            )
+        }
+    }
+}
+
+/// Pump every waiter until `done` says so or `limit` passes (waiting in
+/// poll on their sockets, not sleeping); true if done.
+fn pump_until(waiters: &mut [Waiter], limit: Duration, done: impl Fn(&[Waiter]) -> bool) -> bool {
+    use std::os::fd::AsFd;
+    let deadline = Instant::now() + limit;
+    loop {
+        for w in waiters.iter_mut() {
+            w.pump();
+        }
+        if done(waiters) {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut fds: Vec<nix::poll::PollFd> = waiters
+            .iter()
+            .filter(|w| !w.eof)
+            .map(|w| nix::poll::PollFd::new(w.stream.as_fd(), nix::poll::PollFlags::POLLIN))
+            .collect();
+        let ms = left.as_millis().min(100) as u16;
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+    }
+}
+
+fn count(waiters: &[Waiter], a: Answer) -> usize {
+    waiters.iter().filter(|w| w.answer() == a).count()
+}
+
+/// SIGTERM, exit 0, and the `stopped:` line's numbers.
+fn stop_queue_server(mut srv: ServerProcess) -> std::collections::HashMap<String, u64> {
+    srv.signal(libc::SIGTERM);
+    let (status, lines) = srv.wait_exit(Duration::from_secs(4));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the queue server should exit 0 after SIGTERM (close the queue so the workers leave, \
+         drain, join them); printed {lines:?}"
+    );
+    let stopped = lines
+        .iter()
+        .find(|l| l.starts_with("stopped:"))
+        .unwrap_or_else(|| panic!("no `stopped:` line in {lines:?}"));
+    stopped
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(u64::MAX)))
+        .collect()
+}
+
+graded! {
+    /// 2 workers, a queue of 2: a and b are served at once, c and d wait in
+    /// the queue (not refused), e is refused with the busy line; when a and
+    /// b leave, c and d are served. The process never has more threads
+    /// than when it started listening, and stops cleanly on SIGTERM.
+    points = 3;
+    secs = 20;
+    fn queue_pool_serves_n_queues_q_refuses_the_rest() {
+        let (srv, threads0) = start_queue_server(2, 2);
+        let fds0 = proc::fds(srv.pid).unwrap();
+        let mut ab: Vec<Waiter> = (0..2).map(|i| Waiter::connect(&srv.addr, i)).collect();
+        assert!(
+            pump_until(&mut ab, support::DEADLINE, |w| count(w, Answer::Echo) == 2),
+            "with 2 idle workers, clients a and b should both be served at once; got {:?} \
+             (a worker that holds the queue's lock while it serves makes the pool one thread wide)",
+            ab.iter().map(Waiter::answer).collect::<Vec<_>>()
+        );
+        let mut cd: Vec<Waiter> = (2..4).map(|i| Waiter::connect(&srv.addr, i)).collect();
+        let mut e = vec![Waiter::connect(&srv.addr, 4)];
+        let refused = pump_until(&mut e, support::DEADLINE, |w| w[0].answer() != Answer::Nothing);
+        assert!(
+            refused && e[0].answer() == Answer::Busy,
+            "2 workers busy and 2 clients queued: a fifth client should get {BUSY:?} and EOF; got \
+             {:?} (eof {}). A queue that is unbounded, or a blocking send into it, never refuses",
+            String::from_utf8_lossy(&e[0].got),
+            e[0].eof
+        );
+        for w in cd.iter_mut() {
+            w.pump();
+        }
+        assert!(
+            cd.iter().all(|w| w.answer() == Answer::Nothing),
+            "c and d should wait in the queue while both workers serve a and b; they got {:?}",
+            cd.iter().map(Waiter::answer).collect::<Vec<_>>()
+        );
+        let threads = proc::threads(srv.pid).unwrap();
+        assert_eq!(
+            threads, threads0,
+            "the pool's thread count changed under load: {threads0} when listening, {threads} \
+             with 4 clients: no thread per connection in a pool"
+        );
+        drop(ab);
+        assert!(
+            pump_until(&mut cd, support::DEADLINE, |w| count(w, Answer::Echo) == 2),
+            "a and b left, so the workers should take c and d from the queue; got {:?}",
+            cd.iter().map(Waiter::answer).collect::<Vec<_>>()
+        );
+        drop((cd, e));
+        let settled = eventually(Duration::from_secs(4), || proc::fds(srv.pid).ok() == Some(fds0));
+        assert!(
+            settled,
+            "after every client left, the server has {} fds open, {fds0} before: a connection \
+             not closed (the refused one?)",
+            proc::fds(srv.pid).unwrap_or(0)
+        );
+        let report = stop_queue_server(srv);
+        for (key, want) in [("accepted", 5), ("refused", 1), ("spawned", 2), ("joined", 2)] {
+            assert_eq!(report.get(key), Some(&want), "{key} in the `stopped:` line: {report:?}");
+        }
+    }
+}
+
+graded! {
+    /// A crowd of 40 against 3 workers and a queue of 5: exactly 3 are
+    /// served at once, at most 5 wait, the others get the busy line; the
+    /// waiting ones are served once the first leave; the thread count never
+    /// moves, and fds return to the baseline.
+    points = 2;
+    secs = 25;
+    fn queue_pool_holds_its_bounds_under_a_crowd() {
+        let (workers, max, crowd) = (3usize, 5usize, 40usize);
+        let (srv, threads0) = start_queue_server(workers, max);
+        let fds0 = proc::fds(srv.pid).unwrap();
+        let mut all: Vec<Waiter> = (0..crowd).map(|i| Waiter::connect(&srv.addr, i)).collect();
+        let settled = pump_until(&mut all, Duration::from_secs(8), |w| {
+            count(w, Answer::Echo) == workers && count(w, Answer::Nothing) <= max
+        });
+        let (echo, busy, waiting) =
+            (count(&all, Answer::Echo), count(&all, Answer::Busy), count(&all, Answer::Nothing));
+        assert!(
+            settled,
+            "{crowd} clients, {workers} workers, a queue of {max}: expected {workers} served, at \
+             most {max} waiting and the rest refused; got {echo} served, {waiting} waiting, \
+             {busy} refused"
+        );
+        let threads = proc::threads(srv.pid).unwrap();
+        assert_eq!(threads, threads0, "threads when listening {threads0}, under the crowd {threads}");
+        // The served ones leave: the waiting ones must be served now, each
+        // closed as soon as it has its echo (which frees its worker).
+        let (served, mut rest): (Vec<Waiter>, Vec<Waiter>) =
+            all.into_iter().partition(|w| w.answer() == Answer::Echo);
+        drop(served);
+        let deadline = Instant::now() + Duration::from_secs(8);
+        let mut later = 0;
+        while rest.iter().any(|w| w.answer() == Answer::Nothing) {
+            assert!(
+                Instant::now() < deadline,
+                "after the {workers} served clients left, {} of the {waiting} queued clients                  still got nothing ({later} were served meanwhile): a queued connection must be                  served, not forgotten",
+                count(&rest, Answer::Nothing)
+            );
+            pump_until(&mut rest, Duration::from_millis(200), |w| {
+                w.iter().any(|x| x.answer() == Answer::Echo)
+            });
+            let before = rest.len();
+            rest.retain(|w| w.answer() != Answer::Echo);
+            later += before - rest.len();
+        }
+        assert!(
+            later <= max,
+            "{later} clients were served after waiting: more than the queue of {max} can hold"
+        );
+        assert!(
+            later >= 1,
+            "nobody waited in the queue: every client past the {workers} workers was refused"
+        );
+        let refused = count(&rest, Answer::Busy) as u64;
+        drop(rest);
+        let settled = eventually(Duration::from_secs(4), || {
+            proc::fds(srv.pid).ok() == Some(fds0) && proc::threads(srv.pid).ok() == Some(threads0)
+        });
+        assert!(
+            settled,
+            "after the crowd left: fds {} (before {fds0}), threads {} (before {threads0})",
+            proc::fds(srv.pid).unwrap_or(0),
+            proc::threads(srv.pid).unwrap_or(0)
+        );
+        let report = stop_queue_server(srv);
+        assert_eq!(report.get("accepted"), Some(&(crowd as u64)), "accepted: {report:?}");
+        assert_eq!(report.get("refused"), Some(&refused), "refused (busy lines seen): {report:?}");
+        assert_eq!(report.get("joined"), Some(&(workers as u64)), "joined: {report:?}");
+    }
+}

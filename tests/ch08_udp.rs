@@ -246,7 +246,7 @@ fn request_server(
 graded! {
     /// Each retry waits longer than the one before (exponential backoff), measured at the server.
     points = 2;
-    secs = 20;
+    secs = 15;
     fn request_backs_off_exponentially() {
         // Silent for three tries, then it answers.
         let (addr, server) = request_server(
@@ -287,7 +287,7 @@ graded! {
 graded! {
     /// With no answer, the client sends exactly `tries` times and fails with ETIMEDOUT.
     points = 1;
-    secs = 20;
+    secs = 15;
     fn request_gives_up_after_the_retry_limit() {
         let (addr, server) = request_server(|_, _| vec![], Duration::from_millis(1500));
         let (sock, _) = own_udp();
@@ -412,7 +412,7 @@ fn assert_intact(sent: &[u8], got: &[u8], what: &str) {
 graded! {
     /// Files arrive byte-for-byte intact through loss, duplication and reordering, at several seeds.
     points = 3;
-    secs = 90;
+    secs = 45;
     fn transfer_is_intact_through_loss_dup_and_reorder() {
         let config = TransferConfig::default();
         let cases = [
@@ -446,7 +446,7 @@ type EndCase = (&'static str, Vec<u8>, Vec<u64>, Vec<u64>);
 graded! {
     /// A lost last packet, a lost final ACK, an empty file: the transfer still completes.
     points = 2;
-    secs = 40;
+    secs = 30;
     fn transfer_recovers_the_end_of_the_file() {
         let config = TransferConfig { give_up: Duration::from_secs(3), ..TransferConfig::default() };
         let three = pattern(3 * transfer::CHUNK - 10, 7);
@@ -474,7 +474,7 @@ graded! {
 graded! {
     /// At 5 % loss each way the sliding window moves a file at least twice as fast as stop-and-wait, measured side by side.
     points = 2;
-    secs = 90;
+    secs = 45;
     fn transfer_beats_stop_and_wait_at_five_percent_loss() {
         let data = pattern(96 * 1024, 11);
         let how = Impairment {

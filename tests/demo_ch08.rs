@@ -36,12 +36,44 @@ fn demo_exits_zero_in_time() {
         "EACCES",
         "copy at the member",
         "batches of 32",
+        "8b. Multicast between two namespaces",
         "Truncated",
         "intact: true",
     ] {
         assert!(
             run.stdout.contains(needle),
             "demo output lacks {needle:?}:\n{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn veth_part_shows_loop_and_ttl_or_says_why_not() {
+    let run = run_bin(BIN, &["demo", "veth"], Duration::from_secs(30));
+    assert!(
+        run.status.success(),
+        "demo veth failed: {}\n{}",
+        run.stderr,
+        run.stdout
+    );
+    if let Some(why) = sockbook::kit::lab::refusal() {
+        assert!(
+            run.stdout.contains("skipped"),
+            "refused ({why}) but no skip line:\n{}",
+            run.stdout
+        );
+        return;
+    }
+    for needle in [
+        "TTL 1, LOOP 1: sendto(239.255.8.8",
+        "-> 1 at b, 1 at a's own member",
+        "-> 1 at b, 0 at a's own member",
+        "-> 0 at b, 1 at a's own member",
+    ] {
+        assert!(
+            run.stdout.contains(needle),
+            "demo veth lacks {needle:?}:\n{}",
             run.stdout
         );
     }
@@ -141,6 +173,30 @@ fn server_echoes_and_survives_garbage_floods_and_oversized_datagrams() {
         "the 65507-byte datagram into a 2000-byte buffer was not reported:\n{log}"
     );
     assert!(log.contains("stopped:"), "no closing line:\n{log}");
+}
+
+#[test]
+fn batched_server_echoes_every_datagram_whole() {
+    let server = ServerProcess::start(
+        BIN,
+        &["server", "--addr", "127.0.0.1:0", "--batch", "8"],
+        DEADLINE,
+    );
+    let addr = std_addr(&server.addr);
+    let clients: Vec<UdpSocket> = (0..20).map(|_| udp(DEADLINE)).collect();
+    let mut buf = vec![0u8; 70_000];
+    for size in [0usize, 1, 1400, 65_507] {
+        for (i, c) in clients.iter().enumerate() {
+            let msg: Vec<u8> = (0..size).map(|k| (k + i) as u8).collect();
+            c.send_to(&msg, addr).unwrap();
+            let (n, _) = c
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("client {i}, {size} bytes: no echo ({e})"));
+            assert!(buf[..n] == msg[..], "client {i}: {n} bytes back for {size}");
+        }
+    }
+    let log = terminate(server);
+    assert!(log.contains("stopped: 80 echoed"), "{log}");
 }
 
 /// A std echo server on a thread that answers until `quit` arrives.

@@ -22,6 +22,8 @@
 //! The binary `bench` is thin: it parses options and calls [`run`].
 
 pub mod ch07;
+pub mod ch08;
+pub mod ch09;
 pub mod load;
 pub mod report;
 pub mod rounds;
@@ -124,6 +126,12 @@ pub fn comparisons(opts: &Options) -> Result<Vec<Comparison>> {
     let mut all = Vec::new();
     if opts.wants_chapter("ch07") {
         all.extend(ch07::comparisons(opts)?);
+    }
+    if opts.wants_chapter("ch08") {
+        all.extend(ch08::comparisons(opts)?);
+    }
+    if opts.wants_chapter("ch09") {
+        all.extend(ch09::comparisons(opts)?);
     }
     for c in &mut all {
         if !opts.designs.is_empty() {

@@ -1,11 +1,13 @@
 #![doc = include_str!("../../chapters/03-sockopts.md")]
 
+pub mod behave;
 pub mod demos;
 pub mod option;
 pub mod table;
 pub mod tcpinfo;
 pub mod typed;
 
+pub use behave::{enable_keepalive, set_read_timeout};
 pub use option::{Kind, ReadError, Reading, SetReport, Value, get_option, set_and_explain};
 pub use table::{OPTIONS, Opt, Row, SocketKind, defaults_table, print_table};
 pub use tcpinfo::{TcpSummary, decode_tcp_info, read_tcp_info};

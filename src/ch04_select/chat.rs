@@ -8,7 +8,8 @@
 //!   that sends half a line and stalls blocks nobody;
 //! - a **bounded output buffer** per client, so a client that never reads
 //!   blocks nobody: when its buffer would pass [`Config::out_limit`] it is
-//!   disconnected, with a log line that says so;
+//!   disconnected, with a log line that says so (assignment 5:
+//!   `Client::send`, `Client::flush`, [`Client::wants_write`]);
 //! - every socket **nonblocking**, so no `read`, `write` or `accept` can
 //!   stop the one thread that serves everyone.
 //!
@@ -170,11 +171,18 @@ impl Client {
         !self.closing && !echo_waiting
     }
 
-    /// Should the loop watch it for writing? (Only while output waits:
-    /// a connected socket is almost always writable, and watching it then
-    /// would wake the loop for nothing.)
+    /// **Assignment 5 (part 3 of 3): writable-readiness.** Should the loop
+    /// watch this client for writing (select's write set, `POLLOUT`)?
+    ///
+    /// Only while output waits in its buffer. A connected socket whose send
+    /// buffer has room is writable nearly all the time, so a loop that
+    /// always asks "writable?" gets "yes" at once, every round, and spins
+    /// at 100 % CPU while nothing happens. Asked only while `output` holds
+    /// bytes, the loop sleeps until the kernel has room for them.
     pub fn wants_write(&self) -> bool {
+        // BEGIN SOLUTION
         !self.output.is_empty()
+        // END SOLUTION
     }
 
     /// Bytes waiting in its output buffer.
@@ -228,9 +236,34 @@ impl Client {
         }
     }
 
-    /// Queue `msg`, sending at once what the kernel will take. Fails if the
-    /// client is gone or the queue would pass `limit`.
+    /// **Assignment 5 (part 1 of 3): a bounded output buffer per client.**
+    ///
+    /// The server has a message for this client. It must never wait for the
+    /// client to read: one thread serves everyone, and a client that does
+    /// not read (or reads slowly) would stall them all. So:
+    ///
+    /// 1. If nothing is queued yet (`self.output` is empty), hand the kernel
+    ///    what it takes now: `Client::write_some` (given) is `send(2)`
+    ///    with `MSG_DONTWAIT | MSG_NOSIGNAL`, and returns how many bytes
+    ///    the socket's send buffer took (0 when it is full). If something
+    ///    is queued already, send nothing now: these bytes go *after* the
+    ///    queued ones, or the client would get the lines out of order.
+    /// 2. What is left goes at the end of `self.output`; the loop will send
+    ///    it when the socket is writable (`Client::flush`,
+    ///    [`Client::wants_write`]).
+    /// 3. Bounded memory: if the queue would then hold more than `limit`
+    ///    bytes, the client is not reading; return
+    ///    `Err(Why::OutputFull { queued, limit })` with `queued` the size
+    ///    the queue would have had (the caller disconnects it). A
+    ///    [`Why::Error`] from `write_some` is returned as it is.
+    ///
+    /// Never loop until everything is sent: with a nonblocking socket that
+    /// is a busy wait, and it stalls everyone exactly as a blocking `send`
+    /// would. Man pages: [send(2)](https://man7.org/linux/man-pages/man2/send.2.html)
+    /// (`MSG_DONTWAIT`, `EAGAIN`), [poll(2)](https://man7.org/linux/man-pages/man2/poll.2.html)
+    /// (`POLLOUT`); UNP 16.2 builds the same buffers for `str_cli`.
     fn send(&mut self, msg: &[u8], limit: usize) -> std::result::Result<(), Why> {
+        // BEGIN SOLUTION
         let mut rest = msg;
         if self.output.is_empty() {
             let n = self.write_some(msg)?;
@@ -245,13 +278,21 @@ impl Client {
         }
         self.output.extend_from_slice(rest);
         Ok(())
+        // END SOLUTION
     }
 
-    /// Send as much of the output buffer as the kernel takes now.
+    /// **Assignment 5 (part 2 of 3): drain the buffer when writable.** The
+    /// loop saw this client's socket writable while output waited: send as
+    /// much of `self.output` as the kernel takes now (`Client::write_some`)
+    /// and remove exactly those bytes from the front of the buffer; the rest
+    /// waits for the next writable report. Errors from `write_some` are
+    /// returned as they are.
     fn flush(&mut self) -> std::result::Result<(), Why> {
+        // BEGIN SOLUTION
         let sent = self.write_some(&self.output)?;
         self.output.drain(..sent);
         Ok(())
+        // END SOLUTION
     }
 
     /// `send(2)` without blocking: how many bytes the kernel took (0 when

@@ -137,10 +137,52 @@ pub fn accept_pool(
     Ok(report)
 }
 
-/// A pool of `limits.workers` threads fed by the calling thread, which
-/// accepts and queues each connection; at most `limits.max_conns` wait in
-/// the queue, one more is refused with a `busy` line. `on_ready` is called
-/// once every worker has started.
+/// **Assignment 4: a bounded pool fed through a bounded queue, with
+/// back-pressure.**
+///
+/// The design (UNP 30.8, "main thread calls accept"): a fixed number of
+/// threads, made before the first client, and one acceptor, the calling
+/// thread, that hands each accepted connection to them through a queue.
+/// However many clients come, the server never has more than
+/// `limits.workers` worker threads and never holds more than
+/// `limits.max_conns` connections waiting: one more is **refused** with the
+/// [`BUSY`](super::BUSY) line ([`echo::refuse`](super::echo::refuse)) and
+/// closed at once. (Connections the acceptor has not reached yet wait in the
+/// kernel's accept queue, bounded by the listen backlog.)
+///
+/// 1. Make the listener nonblocking ([`set_nonblocking`]); the acceptor
+///    waits with [`next_connection`](super::next_connection), which watches
+///    `stop` too.
+/// 2. The queue: `std::sync::mpsc::sync_channel(limits.max_conns)` (at
+///    least 1) carrying `(Arc<OwnedFd>, Ticket)`; its `Receiver` shared by
+///    the workers as `Arc<Mutex<Receiver<…>>>`.
+/// 3. Start `limits.workers` (at least 1) threads with
+///    `thread::Builder::new().name(format!("worker-{i}")).stack_size(STACK)`;
+///    a failed spawn is an `Err`, never a panic. Each worker: hold
+///    `live.thread()` for its whole life; loop: lock the receiver, `recv`
+///    **one** job, and let the lock go **before** serving (a worker that
+///    serves while holding the lock makes the pool one thread wide); serve
+///    it with [`echo::serve`](super::echo::serve) (log its result with
+///    `event`, an error is that connection's, not the worker's); drop the
+///    ticket; leave the loop when `recv` fails (the queue was closed and
+///    is empty).
+/// 4. Then call `on_ready()` (the server prints `listening on …` there).
+/// 5. Accept loop: for each connection `live.enter(&fd)` (with the fd in an
+///    `Arc`) gives its ticket; `try_send` it. Never `send`: a blocking send
+///    would stop the acceptor, which then cannot see `stop`. `Full` (or
+///    `Disconnected`): refuse it (`echo::refuse`), count it in
+///    `report.refused`, and drop it (that closes it). Count every accepted
+///    connection in `report.accepted`.
+/// 6. On [`Next::Stop`](super::Next::Stop): close the listener, close the
+///    queue (drop the `SyncSender`: each worker then leaves once the queue
+///    is empty), [`drain`] the live connections for `limits.grace` (its
+///    `cut` goes into the report), join every worker; `report.spawned` and
+///    `report.joined` count the workers.
+///
+/// Hints: `mpsc::TrySendError::Full((fd, ticket))` gives the job back;
+/// `rx.lock().unwrap_or_else(|p| p.into_inner()).recv()` in one statement
+/// drops the guard at its end. Compare with [`accept_pool`] above, the other
+/// pool, and `thread::serve`, the same bound without a pool.
 pub fn queue_pool(
     listener: OwnedFd,
     stop: impl AsFd,
@@ -148,6 +190,7 @@ pub fn queue_pool(
     live: &Arc<Live>,
     on_ready: impl FnOnce(),
 ) -> Result<Report> {
+    // BEGIN SOLUTION
     set_nonblocking(&listener, true)?;
     let (tx, rx) = mpsc::sync_channel::<(Arc<OwnedFd>, Ticket)>(limits.max_conns.max(1));
     let rx = Arc::new(Mutex::new(rx));
@@ -209,6 +252,7 @@ pub fn queue_pool(
         report.joined += 1;
     }
     Ok(report)
+    // END SOLUTION
 }
 
 /// What [`herd`] saw: for one connection, how many of the waiting threads

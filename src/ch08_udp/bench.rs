@@ -76,7 +76,7 @@ pub fn run(datagrams: usize, file_kib: usize) -> Result<()> {
     let many = batch::measure(datagrams, 64, 32)?;
     say!(
         "",
-        "\n| calls | datagrams/s | syscalls | ratio |\n|---|---|---|---|"
+        "\n| calls | datagrams/s | system calls (poll included) | ratio |\n|---|---|---|---|"
     );
     say!(
         "",

@@ -25,11 +25,14 @@ ch08_udp: datagrams, connected UDP, lost and reordered messages
 USAGE:
     ch08_udp                        narrated demo on loopback, every part below
     ch08_udp demo PART              one part: boundaries trunc connected recverr
-                                    loss sizes broadcast multicast batch echo reliable
-    ch08_udp server [--addr A] [--buf N]
+                                    loss sizes broadcast multicast veth batch echo
+                                    reliable
+    ch08_udp server [--addr A] [--buf N] [--batch N]
                                     UDP echo server (default 127.0.0.1:7008); reports
                                     datagrams longer than its N-byte buffer (MSG_TRUNC)
-                                    instead of echoing them cut. Ctrl-C stops it.
+                                    instead of echoing them cut. --batch N: up to N
+                                    datagrams per recvmmsg/sendmmsg (make bench
+                                    compares the two). Ctrl-C stops it.
     ch08_udp client [--addr A] [--timeout MS] [--tries N]
                                     request/response client: each line of stdin is a
                                     request \"ID line\" (ids 1, 2, ...); prints each reply
@@ -57,6 +60,7 @@ Nothing here sends off this machine: use loopback addresses.
 const VALUES: &[&str] = &[
     "--addr",
     "--buf",
+    "--batch",
     "--timeout",
     "--tries",
     "--listen",
@@ -91,7 +95,7 @@ pub fn main() {
             }
         }
         Some("server") => {
-            check(&args, &["--addr", "--buf"], 0);
+            check(&args, &["--addr", "--buf", "--batch"], 0);
             server(&args)
         }
         Some("client") => {
@@ -173,6 +177,18 @@ fn server(args: &Args) -> Result<()> {
     let stop = Stop::on_ctrl_c()?;
     let buf = args.number("--buf", dgram::MAX_UDP6 as i64 + 1, 1..=1 << 20)? as usize;
     let sock = bind_listening(args.value("--addr").unwrap_or(DEFAULT_ADDR))?;
+    if args.value("--batch").is_some() {
+        let batch = args.number("--batch", 32, 1..=1024)? as usize;
+        let stats = super::batch::serve_echo_batched(sock, stop.fd(), batch)?;
+        say!(
+            "server",
+            "stopped: {} echoed, {} truncated (not echoed), {} sends failed",
+            stats.echoed,
+            stats.truncated,
+            stats.send_failed
+        );
+        return Ok(());
+    }
     let (tx, events) = std::sync::mpsc::channel();
     let printer = std::thread::spawn(move || {
         // Echoes are counted at the end; what went wrong is told at once.

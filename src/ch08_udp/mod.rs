@@ -7,6 +7,7 @@ pub mod connected;
 pub mod demo;
 pub mod dgram;
 pub mod echo;
+pub mod lab;
 pub mod relay;
 pub mod request;
 pub mod transfer;

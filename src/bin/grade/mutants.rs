@@ -58,6 +58,8 @@ enum Verdict {
     NoBuild(String),
     /// The find text is not exactly once in a solution region.
     NoApply(String),
+    /// The reference itself does not get full marks in this chapter.
+    NoReference,
 }
 
 /// `grade mutants` options.
@@ -315,21 +317,37 @@ pub fn chapter_links(root: &Path) -> Result<BTreeMap<String, BTreeSet<String>>, 
     Ok(links)
 }
 
-/// `chNN` for every `chNN_` in the code lines (comments skipped) of `text`.
+/// `chNN` for every `chNN_` (`crate::ch05_handshake`, `sockbook::ch04_select`)
+/// in the code of `text`, comment lines and string literals left out: a
+/// chapter named only in a message (a hint to run `ch02_tcp`) is no link.
 fn chapters_named(text: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     for line in text.lines() {
-        let code = line.trim_start();
-        if code.starts_with("//") {
+        let line = line.trim_start();
+        if line.starts_with("//") {
             continue;
         }
+        // Without string literals (naively: between unescaped quotes).
+        let mut code = String::with_capacity(line.len());
+        let mut in_string = false;
+        let mut escaped = false;
+        for c in line.chars() {
+            match (in_string, c) {
+                (true, '\\') if !escaped => escaped = true,
+                (true, '"') if !escaped => in_string = false,
+                (true, _) => escaped = false,
+                (false, '"') => in_string = true,
+                (false, c) => code.push(c),
+            }
+        }
+        let code = code.as_str();
         let b = code.as_bytes();
         for i in 0..b.len().saturating_sub(4) {
             if &b[i..i + 2] == b"ch"
                 && b[i + 2].is_ascii_digit()
                 && b[i + 3].is_ascii_digit()
                 && b[i + 4] == b'_'
-                && (i == 0 || !(b[i - 1].is_ascii_alphanumeric()))
+                && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
             {
                 found.insert(code[i..i + 4].to_string());
             }
@@ -456,6 +474,19 @@ pub fn run(root: &Path, options: &MutantOptions) -> Result<bool, String> {
                 e.chapter, e.assignment, e.mistake, state, e.origin
             );
         }
+        for (ch, linked) in chapter_links(root)? {
+            let others: Vec<&str> = linked
+                .iter()
+                .filter(|c| **c != ch)
+                .map(String::as_str)
+                .collect();
+            if !others.is_empty() {
+                println!(
+                    "links: {ch} names {} (never mutated in the same round)",
+                    others.join(" ")
+                );
+            }
+        }
         let bad = verdicts.iter().filter(|v| v.is_some()).count();
         println!("mutants: {} entries, {bad} do not apply", entries.len());
         return Ok(bad == 0);
@@ -487,7 +518,11 @@ pub fn run(root: &Path, options: &MutantOptions) -> Result<bool, String> {
         env: vec![("CARGO_PROFILE_DEV_DEBUG".into(), "0".into())],
     };
     let all: Vec<String> = chapters.iter().cloned().collect();
-    let mut reference = run::grade(&tree, &grade_options(all.clone(), false))?;
+    let reference_options = |only: Vec<String>| Options {
+        threads: run::DEFAULT_THREADS,
+        ..grade_options(only, false)
+    };
+    let mut reference = run::grade(&tree, &reference_options(all.clone()))?;
     if reference
         .outcomes
         .iter()
@@ -504,35 +539,43 @@ pub fn run(root: &Path, options: &MutantOptions) -> Result<bool, String> {
             .env("CARGO_TARGET_DIR", &target_dir)
             .env("CARGO_PROFILE_DEV_DEBUG", "0");
         let _ = clean.status();
-        reference = run::grade(&tree, &grade_options(all, false))?;
+        reference = run::grade(&tree, &reference_options(all))?;
     }
-    let mut ok = true;
     let mut before: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     for ch in &chapters {
-        let (score, max) = chapter_score(&reference, ch);
-        before.insert(ch.clone(), (score, max));
-        if score != max || max == 0 {
-            println!(
-                "MUTANTS: the reference gets {score} / {max} in {ch}: fix that first ({})",
-                reference
-                    .outcomes
-                    .iter()
-                    .filter(|o| chapter_of(&o.test.target) == *ch && !o.passed)
-                    .map(|o| format!("{}: {}", o.full_name(), o.first_line()))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            );
-            ok = false;
+        let (mut score, mut max) = chapter_score(&reference, ch);
+        if score != max {
+            // Once more, on its own, with the grader's usual thread count: a
+            // loaded machine can make a reference test miss its deadline.
+            eprintln!("mutants: the reference gets {score} / {max} in {ch}: grading it again");
+            let mut again = grade_options(vec![ch.clone()], false);
+            again.threads = run::DEFAULT_THREADS;
+            let retry = run::grade(&tree, &again)?;
+            (score, max) = chapter_score(&retry, ch);
+            if score != max || max == 0 {
+                println!(
+                    "MUTANTS: the reference gets {score} / {max} in {ch}: its entries cannot be judged ({})",
+                    retry
+                        .outcomes
+                        .iter()
+                        .filter(|o| !o.passed)
+                        .map(|o| format!("{}: {}", o.full_name(), o.first_line()))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+                for (i, e) in entries.iter().enumerate() {
+                    if e.chapter == *ch && verdicts[i].is_none() {
+                        verdicts[i] = Some(Verdict::NoReference);
+                    }
+                }
+            }
         }
+        before.insert(ch.clone(), (score, max));
     }
     eprintln!(
         "mutants: reference graded in {:.0} s (build {:.0} s)",
         reference.seconds, reference.build_seconds
     );
-    if !ok {
-        println!("mutants: 0 passed, {} failed", entries.len());
-        return Ok(false);
-    }
 
     // Rounds: at most one entry per chapter, no two linked chapters.
     let mut queue: Vec<usize> = (0..entries.len())
@@ -546,8 +589,14 @@ pub fn run(root: &Path, options: &MutantOptions) -> Result<bool, String> {
         }
     }
     while !queue.is_empty() {
+        // Chapters with the most entries left go first, so that the run
+        // takes about as many rounds as the longest chain of linked
+        // chapters has entries.
+        let left = |ch: &str| queue.iter().filter(|&&k| entries[k].chapter == ch).count();
+        let mut order = queue.clone();
+        order.sort_by_key(|&i| std::cmp::Reverse(left(&entries[i].chapter)));
         let mut batch: Vec<usize> = Vec::new();
-        for &i in &queue {
+        for &i in &order {
             let ch = &entries[i].chapter;
             let clash = batch.iter().any(|&j| {
                 let other = &entries[j].chapter;
@@ -592,6 +641,7 @@ pub fn run(root: &Path, options: &MutantOptions) -> Result<bool, String> {
             Verdict::Survived => "still gets full marks: no graded test catches it".to_string(),
             Verdict::NoBuild(err) => format!("does not build: {err}"),
             Verdict::NoApply(why) => format!("no longer applies: {why}"),
+            Verdict::NoReference => "not judged: the reference lacks full marks".to_string(),
             Verdict::Caught { .. } => unreachable!(),
         };
         println!(
@@ -662,7 +712,21 @@ fn run_batch(
         }
     }
     let only: Vec<String> = batch.iter().map(|&i| entries[i].chapter.clone()).collect();
-    let graded = run::grade(tree, &grade_options(only, batch.len() > 1));
+    let options = grade_options(only, batch.len() > 1);
+    let mut graded = run::grade(tree, &options);
+    if let Ok(grade) = &graded
+        && grade.outcomes.iter().any(|o| {
+            o.output
+                .starts_with("the tests did not build: error: linking with")
+        })
+        && let Some(dir) = &options.target_dir
+    {
+        // rustc's incremental cache (opt-level 1) now and then yields
+        // objects that do not link ("undefined hidden symbol"): a link
+        // error is the build's fault, not the mutant's. Once more without it.
+        let _ = std::fs::remove_dir_all(dir.join("debug/incremental"));
+        graded = run::grade(tree, &options);
+    }
     for (path, original) in originals {
         std::fs::write(&path, original).map_err(|e| format!("restore {}: {e}", path.display()))?;
     }
@@ -723,6 +787,10 @@ fn print_row(e: &Entry, (before, _max): (u32, u32), v: &Verdict) {
         Verdict::Survived => (before.to_string(), "NOTHING: still full marks".to_string()),
         Verdict::NoBuild(err) => ("-".to_string(), format!("DOES NOT BUILD: {err}")),
         Verdict::NoApply(why) => ("-".to_string(), format!("DOES NOT APPLY: {why}")),
+        Verdict::NoReference => (
+            "-".to_string(),
+            "NOT JUDGED: the reference lacks full marks".to_string(),
+        ),
     };
     println!(
         "{:<5} {:<22} {:<58} {:>3} → {:<3}  {by}",
@@ -787,7 +855,7 @@ mod tests {
 
     #[test]
     fn names_linked_chapters() {
-        let t = "use crate::ch05_handshake::x;\n// ch03_sockopts in a comment\nlet a = sockbook::ch01_sockets::f();\nxch02_no";
+        let t = "use crate::ch05_handshake::x;\n// ch03_sockopts in a comment\nlet a = sockbook::ch01_sockets::f();\nxch02_no\nsay(\"run ch07_threads\");";
         let names: Vec<String> = chapters_named(t).into_iter().collect();
         assert_eq!(names, vec!["ch01", "ch05"]);
     }

@@ -151,12 +151,15 @@ impl Assignment {
     /// The 1-based line of `fn NAME`.
     pub fn line(&self, root: &Path) -> Option<usize> {
         let want = format!("fn {}", self.name);
+        // `fn serve(` or `fn serve<`, not `fn serve_echo(`.
+        let names_it = |l: &str| {
+            l.find(&want).is_some_and(|at| {
+                (at == 0 || l[..at].ends_with(' ')) && l[at + want.len()..].starts_with(['(', '<'])
+            })
+        };
         self.source(root)
             .lines()
-            .position(|l| {
-                l.trim_start().starts_with("pub fn ") && l.contains(&want)
-                    || l.trim_start().starts_with(&want)
-            })
+            .position(|l| !l.trim_start().starts_with("//") && names_it(l))
             .map(|i| i + 1)
     }
 

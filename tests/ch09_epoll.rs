@@ -1,0 +1,743 @@
+//! Graded tests for chapter 9: the level- and edge-triggered epoll echo
+//! servers, the nonblocking connect with a deadline, EMFILE survival and
+//! idle timeouts. The clients are independent of the chapter's code
+//! (`std::net`, raw `libc`), and CPU use is read from `/proc`
+//! (`schedstat`: the time a thread was running or waiting to run, which
+//! tells a busy loop from a sleeping server however loaded the machine is).
+
+#[macro_use]
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage};
+use sockbook::ch09_epoll::{Config, Stats, connect_within, serve_et, serve_idle, serve_lt};
+use sockbook::kit::{narrate, net};
+use support::server_process::{ServerProcess, eventually};
+use support::{Background, DEADLINE, open_sockets_on_port, std_addr};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ch09_epoll");
+
+// ---------------------------------------------------------------------------
+// A server under test on a background thread, stopped by closing a pipe.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Level,
+    Edge,
+    Idle(Duration),
+}
+
+struct Server {
+    kind: Kind,
+    addr: SocketAddr,
+    port: u16,
+    /// The server thread's id, for `/proc/self/task/TID/schedstat`.
+    tid: i32,
+    stop: Option<std::io::PipeWriter>,
+    thread: Background<sockbook::kit::Result<Stats>>,
+}
+
+impl Server {
+    fn start(kind: Kind) -> Server {
+        narrate::set_quiet(true);
+        let (listener, addr) = net::tcp_listen("server", &support::loopback_any(), 1024).unwrap();
+        Server::start_on(kind, listener, addr)
+    }
+
+    /// `start` with small socket buffers on the listener, which accepted
+    /// sockets inherit (and which stops the kernel growing them): the
+    /// server's sends hit EAGAIN after a few KiB, so the test sees what it
+    /// does with output the kernel will not take yet.
+    fn start_small_sndbuf(kind: Kind) -> Server {
+        narrate::set_quiet(true);
+        let (listener, addr) = net::tcp_listen("server", &support::loopback_any(), 1024).unwrap();
+        socket::setsockopt(&listener, socket::sockopt::SndBuf, &8192).unwrap();
+        socket::setsockopt(&listener, socket::sockopt::RcvBuf, &8192).unwrap();
+        Server::start_on(kind, listener, addr)
+    }
+
+    /// Serve on a listener the test made (and may have queued clients on).
+    fn start_on(kind: Kind, listener: OwnedFd, addr: SockaddrStorage) -> Server {
+        net::set_nonblocking(&listener, true).unwrap();
+        let port = net::local_port(&listener).unwrap();
+        let (stop_r, stop_w) = std::io::pipe().unwrap();
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let thread = Background::spawn("server", move || {
+            // SAFETY: gettid takes no arguments.
+            let _ = tid_tx.send(unsafe { libc::gettid() });
+            match kind {
+                Kind::Level => serve_lt(listener.as_fd(), stop_r.as_fd(), &Config::default()),
+                Kind::Edge => serve_et(listener.as_fd(), stop_r.as_fd()),
+                Kind::Idle(t) => serve_idle(listener.as_fd(), stop_r.as_fd(), t),
+            }
+        });
+        let tid = tid_rx
+            .recv_timeout(DEADLINE)
+            .expect("server thread started");
+        Server {
+            kind,
+            addr: std_addr(&addr),
+            port,
+            tid,
+            stop: Some(stop_w),
+            thread,
+        }
+    }
+
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect_timeout(&self.addr, DEADLINE)
+            .unwrap_or_else(|e| panic!("{:?} server: connect to {}: {e}", self.kind, self.addr));
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        s.set_write_timeout(Some(DEADLINE)).unwrap();
+        s
+    }
+
+    /// The share of `window` the server thread was running or runnable.
+    fn busy_share(&self, window: Duration) -> f64 {
+        let path = format!("/proc/self/task/{}/schedstat", self.tid);
+        let read = || -> u64 {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("read {path}: {e} (did the server thread exit?)"));
+            text.split_whitespace()
+                .take(2)
+                .map(|w| w.parse::<u64>().unwrap())
+                .sum()
+        };
+        let (r0, t0) = (read(), Instant::now());
+        std::thread::sleep(window); // a measuring window, not synchronisation
+        let (r1, t1) = (read(), Instant::now());
+        (r1 - r0) as f64 / (t1 - t0).as_nanos() as f64
+    }
+
+    /// Wait until the server holds no connection (only its listener).
+    fn expect_only_listener(&self, after: &str) {
+        let ok = eventually(DEADLINE, || open_sockets_on_port(self.port) <= 1);
+        assert!(
+            ok,
+            "{:?} server: {after}, it still holds {} sockets on port {} (the listener is 1): \
+             connections whose peer closed are never closed (EOF ignored?)",
+            self.kind,
+            open_sockets_on_port(self.port),
+            self.port
+        );
+    }
+
+    fn stop(mut self) -> Stats {
+        drop(self.stop.take());
+        let kind = self.kind;
+        let stats = self
+            .thread
+            .join_within(DEADLINE, "server after its stop fd became readable")
+            .unwrap_or_else(|e| panic!("{kind:?} server returned an error: {e}"));
+        assert_eq!(
+            open_sockets_on_port(self.port),
+            0,
+            "{kind:?} server returned but left sockets open on its port"
+        );
+        stats
+    }
+}
+
+/// A recognisable byte pattern, different per stream.
+fn pattern(seed: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i * 7 + seed * 13 + i / 251) % 256) as u8)
+        .collect()
+}
+
+/// Where two byte strings first differ, for a failure message.
+fn first_difference(a: &[u8], b: &[u8]) -> String {
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => format!("first difference at byte {i}"),
+        None => format!("lengths {} and {}", a.len(), b.len()),
+    }
+}
+
+/// Send `data` on one thread while reading the echo on this one; shut
+/// down the writing side at the end and read until EOF.
+fn echo_concurrently(mut s: TcpStream, data: Vec<u8>) -> Vec<u8> {
+    let mut w = s.try_clone().unwrap();
+    let writer = Background::spawn("writer", move || {
+        let r = w.write_all(&data);
+        let _ = w.shutdown(std::net::Shutdown::Write);
+        r.map_err(|e| e.to_string())
+    });
+    let mut got = Vec::new();
+    let r = s.read_to_end(&mut got);
+    if let Err(e) = r {
+        panic!(
+            "reading the echo failed after {} bytes: {e} (a server that stopped sending?)",
+            got.len()
+        );
+    }
+    writer
+        .join_within(DEADLINE, "writer")
+        .unwrap_or_else(|e| panic!("writing to the server failed: {e}"));
+    got
+}
+
+/// A client that writes `total` bytes without reading until its writes
+/// stall (or all are written), then reads: the server's sends must hit
+/// EAGAIN and wait for EPOLLOUT. A small receive buffer (set before
+/// connect) makes the stall come early.
+fn late_reader(server: &Server, total: usize) {
+    let fd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    socket::setsockopt(&fd, socket::sockopt::RcvBuf, &4096).unwrap();
+    socket::setsockopt(&fd, socket::sockopt::SndBuf, &8192).unwrap();
+    socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(server.addr)).unwrap();
+    let s = TcpStream::from(fd);
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let data = pattern(99, total);
+    let expect = data.clone();
+    // The writer uses MSG_DONTWAIT on each send: O_NONBLOCK would be
+    // shared with the reader's dup of the same socket.
+    let w = s.try_clone().unwrap();
+    let (stalled_tx, stalled) = mpsc::channel();
+    let writer = Background::spawn("late writer", move || -> Result<usize, String> {
+        let mut sent = 0;
+        let mut told = false;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let flags = socket::MsgFlags::MSG_DONTWAIT | socket::MsgFlags::MSG_NOSIGNAL;
+        while sent < data.len() {
+            match socket::send(w.as_raw_fd(), &data[sent..], flags) {
+                Ok(n) => sent += n,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => {
+                    if !told {
+                        let _ = stalled_tx.send(sent);
+                        told = true;
+                    }
+                    if Instant::now() > deadline {
+                        return Err(format!("stuck after writing {sent} bytes"));
+                    }
+                    let mut p = [libc::pollfd {
+                        fd: w.as_raw_fd(),
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    }];
+                    // SAFETY: one valid pollfd, length 1.
+                    unsafe { libc::poll(p.as_mut_ptr(), 1, 100) };
+                }
+                Err(e) => return Err(format!("send after {sent} bytes: {e}")),
+            }
+        }
+        let _ = w.shutdown(std::net::Shutdown::Write);
+        if !told {
+            let _ = stalled_tx.send(sent);
+        }
+        Ok(sent)
+    });
+    // Read nothing until the writer stalls: by then the server holds
+    // output it cannot send.
+    let when = stalled
+        .recv_timeout(DEADLINE)
+        .expect("the writer neither stalled nor finished");
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut r = &s;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "{:?} server: the client wrote without reading until its writes stalled (after {when} bytes), \
+                 then read {} of {total} bytes of echo and waited {DEADLINE:?} for more: {e}. \
+                 Output queued while the socket was full must be sent when it becomes writable \
+                 (EPOLLOUT while output is pending)",
+                server.kind,
+                got.len()
+            ),
+        }
+    }
+    writer
+        .join_within(Duration::from_secs(25), "late writer")
+        .unwrap_or_else(|e| panic!("{:?} server: {e}", server.kind));
+    assert!(
+        got == expect,
+        "{:?} server: the late reader sent {total} bytes and got {} back, not the same ({})",
+        server.kind,
+        got.len(),
+        first_difference(&got, &expect)
+    );
+}
+
+/// An idle connection: one round trip, then nothing. The server thread
+/// must sleep, not spin.
+fn idle_costs_nothing(kind: Kind) {
+    let server = Server::start(kind);
+    let mut c = server.connect();
+    c.write_all(b"ping\n").unwrap();
+    let mut buf = [0u8; 5];
+    c.read_exact(&mut buf)
+        .unwrap_or_else(|e| panic!("{kind:?} server: no echo of ping: {e}"));
+    let share = server.busy_share(Duration::from_millis(600));
+    assert!(
+        share < 0.5,
+        "{kind:?} server: with one idle connection, its thread was running or runnable {:.0} % of 600 ms \
+         (from /proc/self/task/{}/schedstat); a sleeping server is near 0 %. A busy loop: \
+         EPOLLOUT asked for with nothing to write (level-triggered), or EOF/errors never handled?",
+        share * 100.0,
+        server.tid
+    );
+    drop(c);
+    server.stop();
+}
+
+// ---------------------------------------------------------------------------
+// Assignment 1: the level-triggered echo server.
+
+graded! {
+    /// Eight clients at once each get their own 64 KiB back, byte for byte;
+    /// closed connections are closed by the server too.
+    points = 2;
+    fn lt_echoes_many_clients_byte_for_byte() {
+        let server = Server::start(Kind::Level);
+        let clients: Vec<_> = (0..8)
+            .map(|i| {
+                let s = server.connect();
+                Background::spawn("client", move || {
+                    let data = pattern(i, 64 * 1024);
+                    (data.clone(), echo_concurrently(s, data))
+                })
+            })
+            .collect();
+        for (i, c) in clients.into_iter().enumerate() {
+            let (sent, got) = c.join_within(Duration::from_secs(8), "echo client");
+            assert!(
+                got == sent,
+                "level-triggered server: client {i} sent {} bytes and got {} back ({})",
+                sent.len(),
+                got.len(),
+                first_difference(&got, &sent)
+            );
+        }
+        server.expect_only_listener("after all 8 clients closed");
+        let stats = server.stop();
+        assert_eq!(stats.accepted, 8, "Stats.accepted after 8 clients: {stats:?}");
+    }
+}
+
+graded! {
+    /// A client that reads only after its writes stall still gets all
+    /// 1 MiB back: output is kept and sent on EPOLLOUT.
+    points = 3;
+    secs = 30;
+    fn lt_keeps_output_for_a_client_that_reads_late() {
+        let server = Server::start_small_sndbuf(Kind::Level);
+        late_reader(&server, 1 << 20);
+        server.stop();
+    }
+}
+
+graded! {
+    /// An idle connection costs no CPU: EPOLLOUT only while output waits.
+    points = 2;
+    fn lt_idle_connection_costs_no_cpu() {
+        idle_costs_nothing(Kind::Level);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Assignment 2: the edge-triggered echo server.
+
+graded! {
+    /// A burst much larger than one read comes back whole: each edge is
+    /// drained until EAGAIN.
+    points = 3;
+    fn et_echoes_a_burst_larger_than_one_read() {
+        let server = Server::start(Kind::Edge);
+        for (i, size) in [300 * 1024, 100 * 1024 + 7].into_iter().enumerate() {
+            let data = pattern(i, size);
+            let got = echo_concurrently(server.connect(), data.clone());
+            assert!(
+                got == data,
+                "edge-triggered server: sent {size} bytes in one burst, got {} back ({}). \
+                 Reading once per edge leaves the rest unread with no new edge to come",
+                got.len(),
+                first_difference(&got, &data)
+            );
+        }
+        server.expect_only_listener("after both clients closed");
+        server.stop();
+    }
+}
+
+graded! {
+    /// The late reader again, edge-triggered: output waits for the
+    /// EPOLLOUT edge.
+    points = 2;
+    secs = 30;
+    fn et_keeps_output_for_a_client_that_reads_late() {
+        let server = Server::start_small_sndbuf(Kind::Edge);
+        late_reader(&server, 1 << 20);
+        server.stop();
+    }
+}
+
+graded! {
+    /// Twelve connections queued before the server starts are all served:
+    /// one edge, so accept until EAGAIN.
+    points = 2;
+    fn et_accepts_every_queued_connection() {
+        narrate::set_quiet(true);
+        let (listener, addr) = net::tcp_listen("server", &support::loopback_any(), 64).unwrap();
+        let to = std_addr(&addr);
+        let mut queued: Vec<TcpStream> = (0..12)
+            .map(|_| {
+                let s = TcpStream::connect_timeout(&to, DEADLINE).unwrap();
+                s.set_read_timeout(Some(DEADLINE)).unwrap();
+                s
+            })
+            .collect();
+        let server = Server::start_on(Kind::Edge, listener, addr);
+        for (i, s) in queued.iter_mut().enumerate() {
+            let msg = format!("client {i}\n");
+            s.write_all(msg.as_bytes()).unwrap();
+            let mut buf = vec![0u8; msg.len()];
+            if let Err(e) = s.read_exact(&mut buf) {
+                panic!(
+                    "edge-triggered server: 12 connections were queued before it started; client {i} \
+                     got no echo ({e}). The listener reports one edge for all of them: accept until EAGAIN"
+                );
+            }
+            assert_eq!(buf, msg.as_bytes(), "client {i}: wrong echo");
+        }
+        drop(queued);
+        server.expect_only_listener("after the 12 clients closed");
+        let stats = server.stop();
+        assert_eq!(stats.accepted, 12, "Stats.accepted: {stats:?}");
+    }
+}
+
+graded! {
+    /// An idle edge-triggered connection costs no CPU (EPOLLET really set).
+    points = 1;
+    fn et_idle_connection_costs_no_cpu() {
+        idle_costs_nothing(Kind::Edge);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Assignment 3: nonblocking connect with a deadline.
+
+graded! {
+    /// connect_within connects, to the right peer, and returns a blocking
+    /// socket.
+    points = 1;
+    fn connect_within_connects_and_returns_a_blocking_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let at = listener.local_addr().unwrap();
+        let fd = connect_within(&SockaddrStorage::from(at), DEADLINE)
+            .unwrap_or_else(|e| panic!("connect_within({at}) to a listening socket: {e}"));
+        let peer = socket::getpeername::<SockaddrStorage>(fd.as_raw_fd())
+            .unwrap_or_else(|e| panic!("getpeername on the returned fd: {e} (not connected?)"));
+        assert_eq!(std_addr(&peer), at, "the returned socket's peer is not the listener");
+        // SAFETY: F_GETFL only reads the fd's flags.
+        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+        assert!(
+            flags != -1 && flags & libc::O_NONBLOCK == 0,
+            "connect_within returned a socket with O_NONBLOCK still set (fcntl F_GETFL = {flags:#x}): \
+             clear it before returning"
+        );
+        listener.set_nonblocking(false).unwrap();
+        let (mut accepted, from) = listener.accept().unwrap();
+        let local = socket::getsockname::<SockaddrStorage>(fd.as_raw_fd()).unwrap();
+        assert_eq!(std_addr(&local), from, "the listener accepted someone else");
+        accepted.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(
+            nix::unistd::read(&fd, &mut b).unwrap_or(0),
+            1,
+            "no byte arrived on the connected socket"
+        );
+    }
+}
+
+graded! {
+    /// A refused connection reports ECONNREFUSED, the same errno std::net
+    /// gets, at once.
+    points = 2;
+    fn connect_within_reports_the_real_error() {
+        // A port with a socket bound but not listening: the SYN gets a RST.
+        let closed = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).unwrap();
+        socket::bind(closed.as_raw_fd(), &support::loopback_any()).unwrap();
+        let at: SockaddrStorage = socket::getsockname(closed.as_raw_fd()).unwrap();
+        let expected = TcpStream::connect_timeout(&std_addr(&at), DEADLINE)
+            .expect_err("std::net connected to a port nobody listens on?")
+            .raw_os_error();
+        let t0 = Instant::now();
+        match connect_within(&at, DEADLINE) {
+            Ok(_) => panic!(
+                "connect_within({at}) returned Ok for a port nobody listens on (std::net got errno {expected:?}): \
+                 writable is not success, read SO_ERROR"
+            ),
+            Err(e) => {
+                assert_eq!(
+                    e.errno().map(|e| e as i32),
+                    expected,
+                    "connect_within({at}) failed with {e}; std::net's connect got errno {expected:?} (ECONNREFUSED is {})",
+                    Errno::ECONNREFUSED as i32
+                );
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "a refused connect took {:?}: the RST comes at once on loopback",
+            t0.elapsed()
+        );
+    }
+}
+
+graded! {
+    /// A connect nobody answers ends at the deadline with ETIMEDOUT, not
+    /// after the kernel's two minutes of SYN retries.
+    points = 2;
+    secs = 15;
+    fn connect_within_gives_up_at_its_deadline() {
+        // listen(fd, 0): the accept queue holds 1; further SYNs are dropped.
+        let full = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).unwrap();
+        socket::bind(full.as_raw_fd(), &support::loopback_any()).unwrap();
+        // SAFETY: listen on a bound socket we own.
+        assert_eq!(unsafe { libc::listen(full.as_raw_fd(), 0) }, 0);
+        let at: SockaddrStorage = socket::getsockname(full.as_raw_fd()).unwrap();
+        let mut fillers = Vec::new();
+        let mut full_now = false;
+        for _ in 0..8 {
+            match TcpStream::connect_timeout(&std_addr(&at), Duration::from_millis(300)) {
+                Ok(s) => fillers.push(s),
+                Err(_) => {
+                    full_now = true;
+                    break;
+                }
+            }
+        }
+        assert!(full_now, "could not fill the accept queue of a listen(fd, 0) socket with 8 connections");
+        let deadline = Duration::from_millis(500);
+        let t0 = Instant::now();
+        let r = connect_within(&at, deadline);
+        let took = t0.elapsed();
+        match r {
+            Ok(_) => panic!("connect_within to a full accept queue returned Ok after {took:?}"),
+            Err(e) => assert_eq!(
+                e.errno(),
+                Some(Errno::ETIMEDOUT),
+                "connect_within({at}, {deadline:?}) to a listener that drops SYNs: got {e} after {took:?}, want ETIMEDOUT"
+            ),
+        }
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_secs(4),
+            "connect_within({deadline:?}) gave up after {took:?}: it should wait about its deadline"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Assignment 4: EMFILE survival (the server runs as a child process whose
+// RLIMIT_NOFILE the test lowers with prlimit(2)).
+
+/// Lower `pid`'s soft RLIMIT_NOFILE to `soft`.
+fn lower_fd_limit(pid: i32, soft: u64) {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: read the child's limits into `old`.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
+    assert_eq!(rc, 0, "prlimit({pid}) read: {}", Errno::last());
+    let new = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: set the child's limits from `new`.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
+    assert_eq!(
+        rc,
+        0,
+        "prlimit({pid}, RLIMIT_NOFILE, {soft}): {}",
+        Errno::last()
+    );
+}
+
+fn runnable_ns(pid: i32) -> u64 {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap_or_else(|e| panic!("the server process {pid} is gone ({e}): did EMFILE kill it?"));
+    dir.flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .map(|s| {
+            s.split_whitespace()
+                .take(2)
+                .map(|w| w.parse::<u64>().unwrap_or(0))
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+graded! {
+    /// Out of fds under a flood, the server neither dies nor spins, and it
+    /// serves again once the flood leaves.
+    points = 3;
+    secs = 25;
+    fn emfile_flood_neither_kills_nor_spins_the_server() {
+        let server = ServerProcess::start(BIN, &["server", "--design", "single", "--addr", "127.0.0.1:0"], DEADLINE);
+        let limit = 48u64;
+        lower_fd_limit(server.pid, limit);
+        let to = std_addr(&server.addr);
+        let mut flood = Vec::new();
+        for _ in 0..(limit as usize + 40) {
+            match TcpStream::connect_timeout(&to, DEADLINE) {
+                Ok(s) => flood.push(s),
+                Err(e) => panic!("flood connect {} failed: {e} (the listen backlog is 4096)", flood.len()),
+            }
+        }
+        // Wait until the server has used up its fds (fd numbers reach the limit).
+        let pid = server.pid;
+        let top_fd = || {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+                        .filter(|&n| n < limit)
+                        .count() as u64
+                })
+                .unwrap_or(0)
+        };
+        let full = eventually(DEADLINE, || top_fd() >= limit - 1 || !alive(pid));
+        assert!(alive(pid), "the server died when it ran out of fds (EMFILE must not be fatal)");
+        assert!(full, "the server never used up its {limit} fds: it holds {} below the limit", top_fd());
+        let r0 = runnable_ns(pid);
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_secs(1)); // the measuring window
+        let share = (runnable_ns(pid) - r0) as f64 / t0.elapsed().as_nanos() as f64;
+        assert!(alive(pid), "the server died while out of fds");
+        assert!(
+            share < 0.5,
+            "out of fds with {} clients connected, the server was running or runnable {:.0} % of 1 s \
+             (/proc/{pid}/task/*/schedstat): a busy loop. The listener stays readable while \
+             accept fails with EMFILE; shed the connection with the reserve fd",
+            flood.len(),
+            share * 100.0
+        );
+        drop(flood);
+        // Once the flood has gone the server must serve again.
+        let mut ok = false;
+        let deadline = Instant::now() + DEADLINE;
+        let mut last = String::new();
+        while !ok && Instant::now() < deadline {
+            let attempt = (|| -> std::io::Result<Vec<u8>> {
+                let mut s = TcpStream::connect_timeout(&to, DEADLINE)?;
+                s.set_read_timeout(Some(Duration::from_millis(500)))?;
+                s.write_all(b"again\n")?;
+                let mut b = [0u8; 6];
+                s.read_exact(&mut b)?;
+                Ok(b.to_vec())
+            })();
+            match attempt {
+                Ok(b) if b == b"again\n" => ok = true,
+                Ok(b) => last = format!("wrong echo {b:?}"),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        assert!(ok, "after the flood closed, a new client got no echo within {DEADLINE:?}: {last}");
+        assert!(alive(pid), "the server died");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Assignment 5: idle timeouts with timerfd.
+
+graded! {
+    /// A connection that sends nothing is closed after the idle time, not
+    /// before.
+    points = 2;
+    fn idle_connection_is_closed_after_its_timeout() {
+        let idle = Duration::from_millis(500);
+        let server = Server::start(Kind::Idle(idle));
+        let mut quiet = server.connect();
+        let t0 = Instant::now();
+        let mut b = [0u8; 1];
+        let r = quiet.read(&mut b);
+        let took = t0.elapsed();
+        match r {
+            Ok(0) => {}
+            Ok(n) => panic!("the idle server sent {n} bytes to a client that sent nothing"),
+            Err(e) => panic!(
+                "a client that sent nothing was not closed within {DEADLINE:?} (idle timeout {idle:?}): {e}"
+            ),
+        }
+        assert!(
+            took >= idle.mul_f32(0.8),
+            "a quiet client was closed after {took:?}, before its idle timeout of {idle:?}"
+        );
+        server.expect_only_listener("after the idle timeout");
+        let stats = server.stop();
+        assert_eq!(stats.timed_out, 1, "Stats.timed_out after one idle close: {stats:?}");
+    }
+}
+
+graded! {
+    /// A connection that keeps talking outlives several idle timeouts, and
+    /// its echoes keep coming.
+    points = 2;
+    secs = 20;
+    fn busy_connection_outlives_the_idle_timeout() {
+        // Generous against a loaded machine: a 100 ms pace beside a 1.5 s
+        // timeout leaves 1.4 s of scheduling slack per round.
+        let idle = Duration::from_millis(1500);
+        let server = Server::start(Kind::Idle(idle));
+        let mut busy = server.connect();
+        let quiet = server.connect();
+        let t0 = Instant::now();
+        let mut rounds = 0;
+        while t0.elapsed() < idle * 3 {
+            busy.write_all(b"k").unwrap_or_else(|e| {
+                panic!("after {:?} of one byte every 100 ms, writing failed: {e}", t0.elapsed())
+            });
+            let mut b = [0u8; 1];
+            match busy.read(&mut b) {
+                Ok(1) => rounds += 1,
+                other => panic!(
+                    "a client sending one byte every 100 ms was cut after {:?} ({other:?}); the idle \
+                     timeout is {idle:?}: re-arm the connection's timer when it sends",
+                    t0.elapsed()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(100)); // the client's pace
+        }
+        assert!(rounds >= 5, "only {rounds} echoes in {:?}", idle * 3);
+        // The quiet one, meanwhile, has been closed.
+        let mut q = quiet;
+        q.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let mut b = [0u8; 1];
+        assert!(
+            matches!(q.read(&mut b), Ok(0)),
+            "a quiet client connected beside the busy one was still open after {:?}",
+            idle * 3
+        );
+        drop(busy);
+        server.stop();
+    }
+}
