@@ -63,6 +63,17 @@ fn help_lists_the_subcommands() {
 }
 
 #[test]
+fn an_unknown_subcommand_is_a_usage_error() {
+    let run = run_bin(BIN, &["tcpdump"], DEADLINE);
+    assert_eq!(
+        run.status.code(),
+        Some(2),
+        "ch11_raw tcpdump (no such subcommand) must exit 2 with the usage; stderr:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn demo_narrates_every_part_in_time() {
     if let Some(why) = refused() {
         return support::skip(why);

@@ -38,5 +38,17 @@ usage:
                            language of `bpf` (tcp, udp, icmp, host, port, and/or/not)
 ";
 
+/// The subcommands of the binary.
+pub const SUBCOMMANDS: &[&str] = &[
+    "checksum",
+    "ping",
+    "packet",
+    "bpf",
+    "ring",
+    "hdrincl",
+    "traceroute",
+    "sniff",
+];
+
 /// Options that take a value.
 pub const VALUE_OPTIONS: &[&str] = &["--count", "--to", "--secs", "--iface"];
