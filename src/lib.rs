@@ -20,4 +20,5 @@ pub mod ch07_threads;
 pub mod ch08_udp;
 pub mod ch09_epoll;
 pub mod ch10_unix;
+pub mod ch11_raw;
 pub mod ch12_http;
