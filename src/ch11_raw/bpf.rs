@@ -121,6 +121,7 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
     Insn { code, jt, jf, k }
 }
 
+// ANCHOR: ch11_compile
 /// Compile `expr` to a classic BPF program for packets that start at the
 /// IPv4 header: it returns [`ACCEPT_LEN`] for a packet `expr` accepts and
 /// 0 for any other.
@@ -263,6 +264,7 @@ pub fn compile(expr: &Expr) -> Result<Vec<Insn>> {
     Ok(prog)
     // END SOLUTION
 }
+// ANCHOR_END: ch11_compile
 
 /// Adapt a program for packets that start at the IPv4 header to frames
 /// with a 14-byte Ethernet header in front (a `SOCK_RAW` packet socket on

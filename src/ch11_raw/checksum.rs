@@ -2,6 +2,7 @@
 //! the 16-bit one's complement of the one's complement sum of the data taken
 //! as 16-bit big-endian words. IPv4 headers, ICMP, UDP and TCP all carry one.
 
+// ANCHOR: ch11_internet_checksum
 /// The Internet checksum of `data`, as the number to store big-endian in
 /// the packet's checksum field (which must be zero while you compute it).
 ///
@@ -32,3 +33,4 @@ pub fn internet_checksum(data: &[u8]) -> u16 {
     !(sum as u16)
     // END SOLUTION
 }
+// ANCHOR_END: ch11_internet_checksum

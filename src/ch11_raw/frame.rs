@@ -86,6 +86,7 @@ pub enum FrameError {
     NotIpv4,
 }
 
+// ANCHOR: ch11_parse_ipv4
 /// Decode an IPv4 packet (`bytes` starts at the IPv4 header, as a
 /// `SOCK_DGRAM` packet socket or a raw socket delivers it).
 ///
@@ -156,6 +157,7 @@ pub fn parse_ipv4(bytes: &[u8]) -> Result<Packet, FrameError> {
     Ok(Packet { ip, transport })
     // END SOLUTION
 }
+// ANCHOR_END: ch11_parse_ipv4
 
 impl Packet {
     /// One line, tcpdump style: `IP 127.0.0.1.5000 > 127.0.0.2.53: UDP, length 12`.

@@ -47,6 +47,7 @@ pub enum IcmpError {
     BadChecksum,
 }
 
+// ANCHOR: ch11_build_echo_request
 /// Build an ICMP echo **request** (type 8, code 0) with identifier `id`,
 /// sequence number `seq` and `payload`, checksum filled in.
 ///
@@ -67,7 +68,9 @@ pub fn build_echo_request(id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
     msg
     // END SOLUTION
 }
+// ANCHOR_END: ch11_build_echo_request
 
+// ANCHOR: ch11_parse_echo
 /// Decode an ICMP echo request or reply: `icmp` starts at the ICMP header
 /// (no IP header in front). Refuse a message shorter than 8 bytes
 /// ([`IcmpError::TooShort`]), one that is not type 0 or 8 with code 0
@@ -93,6 +96,7 @@ pub fn parse_echo(icmp: &[u8]) -> std::result::Result<Echo, IcmpError> {
     })
     // END SOLUTION
 }
+// ANCHOR_END: ch11_parse_echo
 
 /// `socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)`: every ICMP message this host
 /// receives is copied to it, **with the IPv4 header in front**; what you
@@ -115,6 +119,7 @@ pub fn ipv4_header_len(packet: &[u8]) -> Option<usize> {
     (ihl >= 20 && packet.len() >= ihl).then_some(ihl)
 }
 
+// ANCHOR: ch11_ping_once
 /// Ping `dst` once over the raw ICMP socket `fd`: send an echo request
 /// with `id`, `seq` and `payload` (built with [`build_echo_request`]), then
 /// read until **our** reply arrives or `timeout` passes; return the round
@@ -167,3 +172,4 @@ pub fn ping_once(
     }
     // END SOLUTION
 }
+// ANCHOR_END: ch11_ping_once

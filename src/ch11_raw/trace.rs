@@ -88,6 +88,7 @@ pub fn read_error_queue(fd: &OwnedFd) -> Result<Option<(u8, u8, Option<Ipv4Addr>
     Ok(None)
 }
 
+// ANCHOR: ch11_trace
 /// Trace the route to `dst`: for TTL 1, 2, … `max_hops`, send one UDP probe
 /// to `dst:(base_port + ttl)` with `IP_TTL` = ttl from one
 /// [`probe_socket`], wait at most `wait` for an answer on its error queue
@@ -142,3 +143,4 @@ pub fn trace(dst: Ipv4Addr, base_port: u16, max_hops: u8, wait: Duration) -> Res
     Ok(hops)
     // END SOLUTION
 }
+// ANCHOR_END: ch11_trace
