@@ -1166,6 +1166,11 @@ fn through_str_cli(
     serve: fn(TcpStream),
 ) -> (Vec<u8>, sockbook::ch04_select::Copied) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // A small receive window at the peer (inherited by the accepted socket)
+    // and a small send buffer at the client make short sends certain, not a
+    // matter of load: str_cli's 16 KiB chunks cannot all fit at once.
+    socket::setsockopt(&listener, sockopt::RcvBuf, &4096)
+        .unwrap_or_else(|e| panic!("setsockopt(SO_RCVBUF, 4096) on the peer's listener: {e}"));
     let addr = listener.local_addr().unwrap();
     let _peer = Background::spawn("peer", move || {
         let (s, _) = listener.accept().unwrap();
@@ -1181,6 +1186,8 @@ fn through_str_cli(
         all
     });
     let sock = TcpStream::connect_timeout(&addr, DEADLINE).unwrap();
+    socket::setsockopt(&sock, sockopt::SndBuf, &4096)
+        .unwrap_or_else(|e| panic!("setsockopt(SO_SNDBUF, 4096) on the client socket: {e}"));
     let copied = str_cli(in_r.as_fd(), sock.as_fd(), out_w.as_fd()).unwrap_or_else(|e| {
         panic!("str_cli(in_r.as_fd(), sock.as_fd(), out_w.as_fd()) returned an error: {e}")
     });
