@@ -222,7 +222,10 @@ pub fn measure_once(
     let ours = sample.server_cpu + me_after.saturating_sub(me_before) as f64 / hz;
     sample.other_cpu = ((busy - ours) / wall).max(0.0);
     match result {
-        Ok(m) => sample.measured = Some(m),
+        Ok(m) => {
+            sample.note = m.note.clone();
+            sample.measured = Some(m);
+        }
         Err(e) => sample.note = format!("load failed: {e}"),
     }
     if !stop_note.is_empty() {
