@@ -40,11 +40,12 @@ tour:
 
 # The graded test binaries (tests/chNN_*.rs) run once, in the self-check's
 # reference grade (which fails on any of their tests failing, graded or not);
-# cargo test runs everything else.
+# `grade tests` runs everything else: cargo test's binaries, built once and
+# run all at once (they mostly wait, so one after another is slow).
 OTHER_TESTS = $(foreach t,$(filter-out ch%,$(basename $(notdir $(wildcard tests/*.rs)))),--test $(t))
 
 test: lint
-	$(CARGO) test --quiet --lib --bins $(OTHER_TESTS)
+	$(GRADE) tests -- --quiet --lib --bins $(OTHER_TESTS)
 	$(CARGO) test --quiet --doc
 	$(GRADE) selfcheck
 

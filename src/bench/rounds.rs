@@ -70,8 +70,13 @@ impl Contender for Program {
 }
 
 /// Wait until the server has no children left (a forking design), at most
-/// 3 s, so their CPU time is in its `cutime`/`cstime`.
+/// 3 s, so their CPU time is in its `cutime`/`cstime`. A pid of 0 or less
+/// names no process (ppid 0 is the kernel's: init and kthreadd), so there is
+/// nothing to wait for.
 fn settle(pid: i32) {
+    if pid <= 0 {
+        return;
+    }
     let deadline = Instant::now() + Duration::from_secs(3);
     while !proc::children(pid).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

@@ -229,11 +229,17 @@ impl Capture {
     }
 
     /// Every packet captured so far, in the order sent, after waiting until
-    /// none has arrived for `quiet` (loopback delivers within microseconds;
-    /// a short quiet period lets a packet the kernel is still passing along
-    /// arrive).
+    /// none has arrived for `quiet` *and* none is left unread in the
+    /// socket. A packet sent on loopback is in the packet socket's queue
+    /// before the sending call returns; the reader thread moves it to the
+    /// list under the same lock `take` holds, so "queue empty while holding
+    /// the lock" means "every packet sent so far is in the list", however
+    /// late the reader thread was scheduled (a quiet period alone would
+    /// miss packets on a loaded machine). The quiet period is for packets
+    /// the kernel sends on its own a moment later (an ACK, a FIN).
     pub fn take(&self, quiet: Duration) -> Result<Vec<Packet>> {
         let lock_failed = || Error::msg("capture: a thread panicked holding the packet list");
+        let deadline = Instant::now() + Duration::from_secs(5);
         let mut packets = self.shared.packets.lock().map_err(|_| lock_failed())?;
         loop {
             let before = packets.len();
@@ -243,7 +249,8 @@ impl Capture {
                 .wait_timeout(packets, quiet)
                 .map_err(|_| lock_failed())?;
             packets = guard;
-            if packets.len() == before {
+            let unread = wait::wait_readable(&self.shared.fd, Duration::ZERO).is_ok();
+            if packets.len() == before && (!unread || Instant::now() > deadline) {
                 break;
             }
         }
@@ -276,21 +283,28 @@ fn read_packets(shared: &Shared) {
             Err(e) if e.errno() == Some(Errno::ETIMEDOUT) => continue,
             Err(e) => return fail(shared, e),
         }
+        // Read and keep under the lock, so `take` never sees the queue
+        // empty while a packet is between the socket and the list.
+        let Ok(mut packets) = shared.packets.lock() else {
+            return;
+        };
         loop {
             match socket::recv(shared.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
                 Ok(len) => {
                     if let Some(p) = decode_packet(&buf[..len], Instant::now()) {
-                        if let Ok(mut packets) = shared.packets.lock() {
-                            packets.push(p);
-                        }
-                        shared.arrived.notify_all();
+                        packets.push(p);
                     }
                 }
                 Err(Errno::EAGAIN) => break,
                 Err(Errno::EINTR) => continue,
-                Err(e) => return fail(shared, Error::sys("recv(AF_PACKET)", e)),
+                Err(e) => {
+                    drop(packets);
+                    return fail(shared, Error::sys("recv(AF_PACKET)", e));
+                }
             }
         }
+        drop(packets);
+        shared.arrived.notify_all();
     }
 }
 

@@ -6,6 +6,7 @@
 //! grade edition hang DIR     write the hang edition (solutions → endless sleep)
 //! grade selfcheck            reference full marks; student and hang editions 0
 //! grade mutants              every wrong solution in tests/mutants/ loses points
+//! grade tests [SELECTION]    cargo test's binaries, all at once (make test)
 //! grade gradescope           target/gradescope/autograder.zip (see gradescope.rs)
 //! grade classroom            .github/workflows/classroom.yml (see classroom.rs)
 //! ```
@@ -18,6 +19,7 @@ mod classroom;
 mod edition;
 mod gradescope;
 mod mutants;
+mod others;
 mod report;
 mod run;
 mod selfcheck;
@@ -49,6 +51,10 @@ usage:
         apply each classic wrong solution of tests/mutants/chNN*.mut to a copy
         of the tree (target/mutants/), grade its chapter, and require the
         score to drop; --list only checks that every entry still applies
+  grade tests [--root DIR] [-- CARGO-TEST-SELECTION...]
+        build the test binaries `cargo test --no-run SELECTION` names
+        (e.g. --lib --bins --test demo_ch01) and run them all at once,
+        each within 10 minutes; a failing binary's output is printed whole
   grade gradescope [--chapter chNN]... [--out ZIP]
         the Gradescope autograder (default target/gradescope/autograder.zip)
   grade classroom [--chapter chNN]... [--out FILE]
@@ -76,9 +82,13 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
     let mut notes = Vec::new();
     let mut strict = false;
     let mut words = Vec::new();
+    let mut passed_on: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            "--" => {
+                passed_on = it.by_ref().cloned().collect();
+            }
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return Ok(ExitCode::SUCCESS);
@@ -143,6 +153,11 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             println!("{kind:?} edition: {} ({n} solution regions replaced)", dir);
             Ok(ExitCode::SUCCESS)
         }
+        ["tests"] => Ok(if others::run(&root, &passed_on)? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
         ["selfcheck"] => Ok(if selfcheck::run(&root, &only)? {
             ExitCode::SUCCESS
         } else {

@@ -119,10 +119,28 @@ impl Grade {
     }
 }
 
-/// Build and run every graded test under `root`.
-pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
-    let started = Instant::now();
+/// Only build the graded test binaries under `root` (what [`grade`] runs
+/// first), so that several grade runs can then run at once without one's
+/// compiling slowing the others' tests. A build error is left for
+/// [`grade`] to report.
+pub fn build(root: &Path, options: &Options) -> Result<(), String> {
     let mut notes = Vec::new();
+    let declared = declared_tests(root, options, &mut notes)?;
+    let mut build = cargo(root, options);
+    build.arg("test").arg("--no-run");
+    for tests in &declared {
+        build.args(["--test", &tests[0].target]);
+    }
+    run_bounded(build, Duration::from_secs(1800)).map(|_| ())
+}
+
+/// The graded tests of every chapter `options` selects, a list per test
+/// file; files without any go to `notes`.
+fn declared_tests(
+    root: &Path,
+    options: &Options,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Vec<Declared>>, String> {
     let mut declared: Vec<Vec<Declared>> = Vec::new();
     for file in source::graded_files(root)? {
         let stem = file
@@ -139,6 +157,14 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
             declared.push(tests);
         }
     }
+    Ok(declared)
+}
+
+/// Build and run every graded test under `root`.
+pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
+    let started = Instant::now();
+    let mut notes = Vec::new();
+    let declared = declared_tests(root, options, &mut notes)?;
     let targets: Vec<&str> = declared.iter().map(|t| t[0].target.as_str()).collect();
 
     if options.progress {
@@ -336,16 +362,16 @@ fn cargo(root: &Path, options: &Options) -> Command {
 }
 
 /// What a bounded child run produced.
-struct Ran {
-    success: bool,
-    killed: bool,
-    stdout: String,
-    stderr: String,
+pub struct Ran {
+    pub success: bool,
+    pub killed: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// Run `cmd` in its own process group; past `limit`, kill the whole group
 /// (cargo and the test binary under it).
-fn run_bounded(mut cmd: Command, limit: Duration) -> Result<Ran, String> {
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Result<Ran, String> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

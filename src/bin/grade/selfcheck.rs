@@ -12,7 +12,9 @@
 //! ([`Kind::Switch`]): each stub is the student edition's `todo!()` behind a
 //! check of `SOCKBOOK_STUB`, which the hang run sets to `hang`. One build
 //! instead of two is most of what the self-check costs after the tree is
-//! built.
+//! built. Both are built before any test runs; the hang edition's tests,
+//! which only wait out their deadlines asleep, then run beside the
+//! reference's, and the student edition's (which fail at once) after.
 //!
 //! Every test in a graded test binary must pass in the reference, graded or
 //! not: `make test` runs those binaries only here, not also in
@@ -38,15 +40,51 @@ pub fn run(root: &Path, only: &[String]) -> Result<bool, String> {
     let mut ok = true;
     let mut checks_passed = 0;
     let editions_target = root.join("target/editions");
-
-    eprintln!("selfcheck 1/3: the reference edition must get full marks");
-    let reference = run::grade(
-        root,
-        &Options {
-            only: only.to_vec(),
-            ..Options::default()
+    let reference_options = Options {
+        only: only.to_vec(),
+        ..Options::default()
+    };
+    let dir = root.join("target/stubs");
+    let regions = edition::write(root, &dir, Kind::Switch)?;
+    // Only the binaries the graded tests run are built.
+    edition::prune_for_grading(&dir, &edition::graded_bins(root)?)?;
+    let edition_options = |hang: bool| Options {
+        threads: if hang {
+            HANG_THREADS
+        } else {
+            run::DEFAULT_THREADS
         },
-    )?;
+        target_dir: Some(editions_target.clone()),
+        progress: false,
+        only: only.to_vec(),
+        // A stub fails at once (student) or waits out its deadline asleep
+        // (hang): either way the chapters can run side by side.
+        concurrent: true,
+        env: if hang {
+            vec![(edition::SWITCH_VAR.to_string(), "hang".to_string())]
+        } else {
+            Vec::new()
+        },
+    };
+
+    // Build everything first, so no compiling runs beside the reference's
+    // tests; then the hang edition (whose tests only sleep) runs beside the
+    // reference, and the student edition after it.
+    eprintln!("selfcheck: building the reference and the stub edition ({regions} regions cut)");
+    run::build(root, &reference_options)?;
+    run::build(&dir, &edition_options(false))?;
+    let (reference, hang) = std::thread::scope(|scope| {
+        let hang = scope.spawn(|| run::grade(&dir, &edition_options(true)));
+        eprintln!(
+            "selfcheck 1/3: the reference edition must get full marks (the hang edition runs beside it)"
+        );
+        let reference = run::grade(root, &reference_options);
+        let hang = hang
+            .join()
+            .unwrap_or_else(|_| Err("the hang edition's grader thread panicked".into()));
+        (reference, hang)
+    });
+    let (reference, hang) = (reference?, hang?);
     report::print_table(&reference);
     for o in reference.outcomes.iter().filter(|o| !o.passed) {
         println!(
@@ -75,36 +113,16 @@ pub fn run(root: &Path, only: &[String]) -> Result<bool, String> {
         checks_passed += 1;
     }
 
-    let dir = root.join("target/stubs");
-    let regions = edition::write(root, &dir, Kind::Switch)?;
-    // Only the binaries the graded tests run are built.
-    edition::prune_for_grading(&dir, &edition::graded_bins(root)?)?;
-    for hang in [false, true] {
+    eprintln!("selfcheck 2/3: the student edition must get 0");
+    let student = run::grade(&dir, &edition_options(false))?;
+    for (hang, grade) in [(false, &student), (true, &hang)] {
         let name = if hang { "hang" } else { "student" };
-        eprintln!(
-            "selfcheck {}/3: the {name} edition ({regions} regions cut) must get 0",
-            if hang { 3 } else { 2 }
-        );
-        let options = Options {
-            threads: if hang {
-                HANG_THREADS
-            } else {
-                run::DEFAULT_THREADS
-            },
-            target_dir: Some(editions_target.clone()),
-            progress: true,
-            only: only.to_vec(),
-            concurrent: hang,
-            env: if hang {
-                vec![(edition::SWITCH_VAR.to_string(), "hang".to_string())]
-            } else {
-                Vec::new()
-            },
-        };
-        let grade = run::grade(&dir, &options)?;
+        if hang {
+            eprintln!("selfcheck 3/3: the hang edition must get 0 (it ran beside the reference)");
+        }
         // The bound is on running the tests, not on compiling them.
         let tests_time = grade.seconds - grade.build_seconds;
-        let mut edition_ok = expect_zero(name, &grade, &reference);
+        let mut edition_ok = expect_zero(name, grade, &reference);
         if hang && tests_time > HANG_BOUND.as_secs_f64() {
             println!(
                 "SELFCHECK: the hang edition's tests took {tests_time:.0} s, over the {} s bound",
