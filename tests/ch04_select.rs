@@ -180,14 +180,20 @@ impl Chatter {
 
     /// The next line without its `\n`, waiting at most DEADLINE.
     fn line(&mut self) -> String {
+        self.line_or_eof()
+            .unwrap_or_else(|| panic!("{}: EOF while waiting for a line", self.local))
+    }
+
+    /// The next line, or `None` at EOF, waiting at most DEADLINE.
+    fn line_or_eof(&mut self) -> Option<String> {
         loop {
             if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=end).collect();
-                return String::from_utf8_lossy(&line[..end]).into_owned();
+                return Some(String::from_utf8_lossy(&line[..end]).into_owned());
             }
             let mut chunk = [0u8; 65536];
             match self.s.read(&mut chunk) {
-                Ok(0) => panic!("{}: EOF while waiting for a line", self.local),
+                Ok(0) => return None,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => panic!("{}: no line: {e}", self.local),
@@ -523,6 +529,51 @@ graded! {
             drop((a, s));
             let stats = server.stop();
             assert_eq!(stats.dropped, 0, "{kind:?}");
+        }
+    }
+}
+
+graded! {
+    /// A client that half-closes (`shutdown(SHUT_WR)`: "I have nothing more
+    /// to say") while lines still wait in its output buffer gets every one
+    /// of them before the server closes it: the server stops reading from
+    /// it, not writing to it.
+    points = 2;
+    fn half_closed_client_still_gets_its_queued_lines() {
+        for kind in BOTH {
+            let text = "h".repeat(499);
+            let count = 400;
+            let out_limit = 2 * count * (text.len() + 40);
+            let small_sndbuf = |l: &OwnedFd| socket::setsockopt(l, sockopt::SndBuf, &4096).unwrap();
+            let mut server = Server::start_with(kind, Config { out_limit, ..Config::default() }, small_sndbuf);
+            let mut s = small_window_client(&server);
+            let s_addr = s.local.clone();
+            server.event("Joined (half-closer)", |e| matches!(e, Event::Joined { peer, .. } if *peer == s_addr));
+            let mut a = Chatter::join(&server);
+            let mut b = Chatter::join(&server);
+            let lines: String = (0..count).map(|i| format!("{i:06} {text}\n")).collect();
+            a.send(&lines);
+            // When b has every line, the server has handed s its copies too
+            // (one broadcast serves all): most wait in s's output buffer,
+            // s's window and the server's send buffer being small.
+            for i in 0..count {
+                assert_eq!(b.line(), said(&a, &format!("{i:06} {text}")), "{kind:?}: b's line {i}");
+            }
+            s.s.shutdown(std::net::Shutdown::Write).unwrap();
+            assert!(s.line().starts_with("* welcome "), "{kind:?}: welcome first");
+            for i in 0..count {
+                let got = s.line_or_eof().unwrap_or_else(|| "(EOF)".into());
+                assert_eq!(
+                    got,
+                    said(&a, &format!("{i:06} {text}")),
+                    "{kind:?}: after shutdown(SHUT_WR), line {i} of the {count} queued for the \
+                     half-closed client is missing or wrong (was its output dropped when it sent EOF?)"
+                );
+            }
+            assert!(s.ended(), "{kind:?}: once its output is sent, the half-closed client is closed");
+            drop((a, b));
+            let stats = server.stop();
+            assert_eq!(stats.dropped, 0, "{kind:?}: nobody should be dropped");
         }
     }
 }

@@ -679,7 +679,9 @@ graded! {
         let control = listen_abstract(&control_name, SockType::Stream);
         let (old_stop_r, _old_stop_w) = pipe();
         let old = Background::spawn("old server", move || serve_tcp(tcp, control, "old", old_stop_r.as_fd()));
-        let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
+        // The client's tally, and a condvar it signals after each request,
+        // so the test waits on it instead of polling.
+        let tally = Arc::new((std::sync::Mutex::new(Tally::default()), std::sync::Condvar::new()));
         let done = Arc::new(AtomicBool::new(false));
         let client = {
             let (tally, done) = (Arc::clone(&tally), Arc::clone(&done));
@@ -691,28 +693,31 @@ graded! {
                     let mut s = match std::net::TcpStream::connect(("127.0.0.1", port)) {
                         Ok(s) => s,
                         Err(e) => {
-                            tally.lock().unwrap().refused.push(format!("{req:?}: {e}"));
+                            tally.0.lock().unwrap().refused.push(format!("{req:?}: {e}"));
+                            tally.1.notify_all();
                             continue;
                         }
                     };
                     s.set_read_timeout(Some(DEADLINE)).unwrap();
                     let mut reply = String::new();
                     let r = s.write_all(req.as_bytes()).and_then(|_| BufReader::new(&s).read_line(&mut reply));
-                    let mut t = tally.lock().unwrap();
+                    let mut t = tally.0.lock().unwrap();
                     match (r, reply.strip_suffix(&req)) {
                         (Ok(_), Some("old ")) => t.old += 1,
                         (Ok(_), Some("new ")) => t.new += 1,
                         (r, _) => t.unanswered.push(format!("{req:?}: {r:?} reply {reply:?}")),
                     }
+                    drop(t);
+                    tally.1.notify_all();
                 }
             })
         };
         let wait_for = |what: &str, cond: &dyn Fn(&Tally) -> bool| {
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while !cond(&tally.lock().unwrap()) {
-                assert!(Instant::now() < deadline, "waited 15 s for {what}; tally {:?}", tally.lock().unwrap());
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            let (lock, changed) = &*tally;
+            let (t, waited) = changed
+                .wait_timeout_while(lock.lock().unwrap(), Duration::from_secs(15), |t| !cond(t))
+                .unwrap();
+            assert!(!waited.timed_out(), "waited 15 s for {what}; tally {:?}", *t);
         };
         wait_for("50 answers from the old server", &|t| t.old >= 50);
         let (new_stop_r, new_stop_w) = pipe();
@@ -733,7 +738,7 @@ graded! {
         client.join_within(DEADLINE, "the hammering client");
         drop(new_stop_w);
         let new_outcome = new.join_within(DEADLINE, "the new server after stop").expect("new serve_tcp");
-        let t = tally.lock().unwrap();
+        let t = tally.0.lock().unwrap();
         assert!(
             t.refused.is_empty() && t.unanswered.is_empty(),
             "during the hand-over: {} answered by old, {} by new; refused {:?}; unanswered {:?}",

@@ -147,12 +147,12 @@ pub fn accept_pool(
 /// However many clients come, the server never has more than
 /// `limits.workers` worker threads and never holds more than
 /// `limits.max_conns` connections waiting: one more is **refused** with the
-/// [`BUSY`](super::BUSY) line ([`echo::refuse`](super::echo::refuse)) and
+/// [`BUSY`](super::BUSY) line ([`echo::refuse`]) and
 /// closed at once. (Connections the acceptor has not reached yet wait in the
 /// kernel's accept queue, bounded by the listen backlog.)
 ///
 /// 1. Make the listener nonblocking ([`set_nonblocking`]); the acceptor
-///    waits with [`next_connection`](super::next_connection), which watches
+///    waits with [`next_connection`], which watches
 ///    `stop` too.
 /// 2. The queue: `std::sync::mpsc::sync_channel(limits.max_conns)` (at
 ///    least 1) carrying `(Arc<OwnedFd>, Ticket)`; its `Receiver` shared by
@@ -163,7 +163,7 @@ pub fn accept_pool(
 ///    `live.thread()` for its whole life; loop: lock the receiver, `recv`
 ///    **one** job, and let the lock go **before** serving (a worker that
 ///    serves while holding the lock makes the pool one thread wide); serve
-///    it with [`echo::serve`](super::echo::serve) (log its result with
+///    it with [`echo::serve`] (log its result with
 ///    `event`, an error is that connection's, not the worker's); drop the
 ///    ticket; leave the loop when `recv` fails (the queue was closed and
 ///    is empty).
@@ -174,7 +174,7 @@ pub fn accept_pool(
 ///    `Disconnected`): refuse it (`echo::refuse`), count it in
 ///    `report.refused`, and drop it (that closes it). Count every accepted
 ///    connection in `report.accepted`.
-/// 6. On [`Next::Stop`](super::Next::Stop): close the listener, close the
+/// 6. On [`Next::Stop`]: close the listener, close the
 ///    queue (drop the `SyncSender`: each worker then leaves once the queue
 ///    is empty), [`drain`] the live connections for `limits.grace` (its
 ///    `cut` goes into the report), join every worker; `report.spawned` and
