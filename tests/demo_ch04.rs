@@ -16,28 +16,20 @@ const BIN: &str = env!("CARGO_BIN_EXE_ch04_select");
 
 #[test]
 fn demo_exits_zero_in_time() {
-    let run = run_bin(BIN, &[], Duration::from_secs(15));
-    assert!(
-        run.status.success(),
-        "demo failed: {}\n{}",
-        run.stderr,
-        run.stdout
+    support::run_demo(
+        BIN,
+        &[],
+        Duration::from_secs(15),
+        &[
+            "FD_SETSIZE = ",
+            "timeval now",
+            "bob heard nothing",
+            "output buffer full",
+            "select cannot watch fd",
+            "poll served carol",
+            "identical: true",
+        ],
     );
-    for needle in [
-        "FD_SETSIZE = ",
-        "timeval now",
-        "bob heard nothing",
-        "output buffer full",
-        "select cannot watch fd",
-        "poll served carol",
-        "identical: true",
-    ] {
-        assert!(
-            run.stdout.contains(needle),
-            "demo output lacks {needle:?}:\n{}",
-            run.stdout
-        );
-    }
 }
 
 #[test]
@@ -206,27 +198,19 @@ fn echo_mode_returns_each_clients_bytes_to_it() {
 /// accepter leaves EAGAIN; EMFILE leaves the connection queued.
 #[test]
 fn accept_subcommand_shows_reset_rival_and_emfile() {
-    let run = run_bin(BIN, &["accept"], Duration::from_secs(15));
-    assert!(
-        run.status.success(),
-        "accept part failed: {}\n{}",
-        run.stderr,
-        run.stdout
+    support::run_demo(
+        BIN,
+        &["accept"],
+        Duration::from_secs(15),
+        &[
+            "(no error: the reset connection was still in the queue)",
+            "= -1 ECONNRESET",
+            "= -1 EAGAIN",
+            "= -1 EMFILE",
+            "(the connection is still queued)",
+            "(now it fits)",
+        ],
     );
-    for needle in [
-        "(no error: the reset connection was still in the queue)",
-        "= -1 ECONNRESET",
-        "= -1 EAGAIN",
-        "= -1 EMFILE",
-        "(the connection is still queued)",
-        "(now it fits)",
-    ] {
-        assert!(
-            run.stdout.contains(needle),
-            "`ch04_select accept` output lacks {needle:?}:\n{}",
-            run.stdout
-        );
-    }
 }
 
 /// The kit's `accept` returns a connection the peer reset while it was

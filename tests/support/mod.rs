@@ -236,6 +236,35 @@ pub fn run_bin(path: &str, args: &[&str], limit: Duration) -> Finished {
     }
 }
 
+/// Run a demo to its end with [`run_bin`], require exit status 0 and every
+/// one of `needles` somewhere in its stdout; returns the run for further
+/// checks. A failure names the command and every missing needle, then shows
+/// what the demo printed.
+#[allow(dead_code)] // not every test binary that includes support runs demos
+pub fn run_demo(path: &str, args: &[&str], limit: Duration, needles: &[&str]) -> Finished {
+    let run = run_bin(path, args, limit);
+    let name = std::path::Path::new(path)
+        .file_name()
+        .map_or(path.into(), |n| n.to_string_lossy());
+    assert!(
+        run.status.success(),
+        "{name} {args:?} exited with {}\n--- stderr ---\n{}\n--- stdout ---\n{}",
+        run.status,
+        run.stderr,
+        run.stdout
+    );
+    let missing: Vec<&&str> = needles
+        .iter()
+        .filter(|n| !run.stdout.contains(**n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{name} {args:?} ran, but its output lacks {missing:?}\n--- stdout ---\n{}",
+        run.stdout
+    );
+    run
+}
+
 /// A server binary run as a child process (chapter 7 and later).
 pub mod server_process;
 
