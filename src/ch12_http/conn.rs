@@ -298,6 +298,25 @@ impl Conn {
     }
     // ANCHOR_END: ch12_advance
 
+    /// When this connection's next timer is due, by the rules of
+    /// [`Conn::advance`] step 4 and the linger deadline: the loop wakes it
+    /// then (if nothing else does first) so that `advance` can close it.
+    /// Only a hint: `advance` decides.
+    pub fn deadline(&self, config: &Config) -> Instant {
+        if let Some(until) = self.linger_until {
+            return until;
+        }
+        let mut due = if self.queue.is_empty() {
+            self.last_progress + config.idle_timeout
+        } else {
+            self.last_progress + config.send_timeout
+        };
+        if let Some(started) = self.head_started {
+            due = due.min(started + config.header_timeout);
+        }
+        due
+    }
+
     /// The socket, for the event loop.
     pub fn socket(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
