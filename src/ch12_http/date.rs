@@ -52,7 +52,7 @@ pub fn format(t: SystemTime) -> String {
     out
 }
 
-/// [`format`], appended to `out` (no allocation of its own). The digits
+/// [`format()`], appended to `out` (no allocation of its own). The digits
 /// are pushed by hand: every file response carries a `Last-Modified`, and
 /// `write!` with its padding rules is a measurable share of a small one.
 pub fn format_into(out: &mut String, t: SystemTime) {
