@@ -496,11 +496,23 @@ struct Server {
 
 impl Server {
     fn start(tag: &str, tune: impl FnOnce(&mut Config)) -> Server {
+        Server::start_with(tag, None, tune)
+    }
+
+    /// [`Server::start`]; with `sndbuf`, the listener's `SO_SNDBUF`, which
+    /// every accepted socket inherits: a 1 MiB response then goes out in
+    /// many pieces with EAGAIN between them, on any machine.
+    fn start_with(tag: &str, sndbuf: Option<usize>, tune: impl FnOnce(&mut Config)) -> Server {
         sockbook::kit::narrate::set_quiet(true);
         let tree = Tree::new(tag);
         let mut config = Config::new(tree.root.clone());
         tune(&mut config);
         let (fds, bound) = listeners(&support::loopback_any(), 1, 128).unwrap();
+        if let Some(size) = sndbuf {
+            for fd in &fds {
+                nix::sys::socket::setsockopt(fd, nix::sys::socket::sockopt::SndBuf, &size).unwrap();
+            }
+        }
         let addr = support::std_addr(&bound);
         let (stop_r, stop_w) = std::io::pipe().unwrap();
         let thread = Background::spawn("ch12 server", move || serve(fds, stop_r, &config));
@@ -755,11 +767,13 @@ graded! {
 graded! {
     /// Keep-alive and pipelining: 30 requests (GET, HEAD, 404s) written in
     /// one burst and then 30 more one byte at a time; the answers come on the
-    /// same connection, in request order, each with the right body.
+    /// same connection, in request order, each with the right body. The
+    /// server's send buffer is small (64 KiB), so each 1 MiB body takes many
+    /// writes with EAGAIN between them.
     points = 4;
     secs = 30;
     fn loop_pipelines_in_order() {
-        let server = Server::start("pipe", |_| {});
+        let server = Server::start_with("pipe", Some(64 * 1024), |_| {});
         let names = ["index.html", "style.css", "a b.txt", "missing", "big.bin", "sub/deeper/file.txt"];
         let targets = ["/index.html", "/style.css", "/a%20b.txt", "/missing", "/big.bin", "/sub/deeper/file.txt"];
         let mut s = server.connect();
@@ -868,8 +882,12 @@ graded! {
             }
         }
         assert!(closed, "a client trickling a never-ending head was not closed within {DEADLINE:?} (header_timeout 300 ms)");
-        let n = idle.read(&mut buf).unwrap_or(0);
-        assert_eq!(n, 0, "an idle keep-alive connection should be closed (idle_timeout 600 ms); read gave {n} bytes");
+        // EOF or a reset is closed; bytes or a read timeout is not.
+        let got = idle.read(&mut buf);
+        assert!(
+            matches!(got, Ok(0)) || matches!(&got, Err(e) if !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+            "an idle keep-alive connection should be closed (idle_timeout 600 ms); read on it gave {got:?} within {DEADLINE:?}"
+        );
         drop((slow, idle, fresh));
         server.finish();
     }

@@ -17,6 +17,9 @@ usage:
   ch12_http server --root DIR [--addr A] [--threads N] [--log]
                                               serve DIR (default 127.0.0.1:8080)
   ch12_http get URL [URL...]                  GET each URL on one connection
+  ch12_http segments [--count N] [--size BYTES]
+                                              count the segments of N responses
+                                              sent with and without MSG_MORE/TCP_CORK
 ";
 
 /// The address `server` binds when given no `--addr`.
@@ -32,7 +35,10 @@ pub fn main() {
             std::process::exit(1);
         }
     };
-    let args = Args::from_env(USAGE, &["--root", "--addr", "--threads"]);
+    let args = Args::from_env(
+        USAGE,
+        &["--root", "--addr", "--threads", "--count", "--size"],
+    );
     crate::kit::main_with(|| match args.command.as_deref() {
         None => super::demo::run(),
         Some("server") => server(&args, &stop),
@@ -43,6 +49,11 @@ pub fn main() {
             }
             urls.dedup();
             super::client::run(&urls)
+        }
+        Some("segments") => {
+            let count = args.number("--count", 200, 1..=100_000)? as u32;
+            let size = args.number("--size", 1000, 0..=64 << 20)? as usize;
+            super::segments::run(count, size).map(|_| ())
         }
         Some(other) => usage_error(USAGE, &format!("unknown subcommand {other:?}")),
     });

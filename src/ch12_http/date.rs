@@ -47,19 +47,41 @@ pub fn unix_secs(t: SystemTime) -> u64 {
 /// assert_eq!(parse("Sun, 06 Nov 1994 08:49:37 GMT"), Some(t));
 /// ```
 pub fn format(t: SystemTime) -> String {
+    let mut out = String::with_capacity(29);
+    format_into(&mut out, t);
+    out
+}
+
+/// [`format()`], appended to `out` (no allocation of its own). The digits
+/// are pushed by hand: every file response carries a `Last-Modified`, and
+/// `write!` with its padding rules is a measurable share of a small one.
+pub fn format_into(out: &mut String, t: SystemTime) {
     let secs = unix_secs(t) as i64;
     let (days, rest) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        DAYS[days.rem_euclid(7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
+    let two = |out: &mut String, n: i64| {
+        out.push(char::from(b'0' + (n / 10 % 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+    };
+    out.push_str(DAYS[days.rem_euclid(7) as usize]);
+    out.push_str(", ");
+    two(out, d);
+    out.push(' ');
+    out.push_str(MONTHS[(m - 1) as usize]);
+    out.push(' ');
+    if (1000..10000).contains(&y) {
+        two(out, y / 100);
+        two(out, y % 100);
+    } else {
+        out.push_str(&y.to_string());
+    }
+    out.push(' ');
+    two(out, rest / 3600);
+    out.push(':');
+    two(out, rest / 60 % 60);
+    out.push(':');
+    two(out, rest % 60);
+    out.push_str(" GMT");
 }
 
 /// Parse an IMF-fixdate; `None` for anything else (RFC 9110 says an
@@ -88,6 +110,13 @@ thread_local! {
 /// thread (as nginx caches its time strings): every response carries a
 /// `Date`, and formatting it is a measurable share of a small response.
 pub fn now() -> String {
+    let mut out = String::with_capacity(29);
+    now_into(&mut out);
+    out
+}
+
+/// [`now`], appended to `out`.
+pub fn now_into(out: &mut String) {
     let t = SystemTime::now();
     let secs = unix_secs(t);
     NOW.with(|cell| {
@@ -95,6 +124,6 @@ pub fn now() -> String {
         if cached.0 != secs {
             *cached = (secs, format(t));
         }
-        cached.1.clone()
+        out.push_str(&cached.1);
     })
 }

@@ -157,6 +157,16 @@ pub fn run() -> Result<()> {
         "the server did shutdown(SHUT_WR) after the response and read the 4 KiB it did not want; a plain close() with them unread would have sent RST, and the client could lose the end of the 1 MiB response",
     );
 
+    heading("head and body: one segment or two (TCP_NODELAY, MSG_MORE, TCP_CORK)");
+    let counts = super::segments::run(50, 1000)?;
+    note(format!(
+        "with TCP_NODELAY the head leaves at once as a segment of its own ({} data segments for {} responses); MSG_MORE or TCP_CORK holds it back for the body ({} and {}). The server uses MSG_MORE. `ch12_http segments --size N` tries other sizes",
+        counts[0].data_segs_out,
+        counts[0].responses,
+        counts[1].data_segs_out,
+        counts[2].data_segs_out
+    ));
+
     drop(stop_w);
     let stats = server
         .join()

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod parse;
 pub mod resolve;
 pub mod respond;
+pub mod segments;
 pub mod server;
 
 pub use conn::{Config, Conn, Next};

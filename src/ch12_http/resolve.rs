@@ -63,8 +63,10 @@ pub fn percent_decode(segment: &str) -> Option<Vec<u8>> {
 /// percent-decode each segment: a segment that decodes to `..`, or contains
 /// a `/` or a NUL once decoded, or has a bad escape, is `BadTarget` (check
 /// after decoding: `%2e%2e` is `..`). Skip empty and `.` segments; push the
-/// others onto the root. Then canonicalize (this follows every symlink):
-/// not found is `NotFound`; a real path not under the root is `Forbidden`;
+/// others onto the root. Then find its real path ([`canonical`] follows
+/// every symlink; [`real_path`] does the same with fewer system calls and
+/// gives the metadata too): not found is `NotFound`; a real path not under
+/// the root is `Forbidden`;
 /// a directory becomes its `index.html` (checked the same way); anything
 /// else that is not a regular file is `Forbidden`.
 pub fn resolve(root: &Path, target: &str) -> Result<PathBuf, Refusal> {
@@ -84,17 +86,17 @@ pub fn resolve(root: &Path, target: &str) -> Result<PathBuf, Refusal> {
         }
         joined.push(OsStr::from_bytes(&decoded));
     }
-    let mut real = canonical(&joined)?;
+    let (mut real, mut meta) = real_path(root, joined)?;
     if !real.starts_with(root) {
         return Err(Refusal::Forbidden);
     }
-    if real.is_dir() {
-        real = canonical(&real.join("index.html"))?;
+    if meta.is_dir() {
+        (real, meta) = real_path(root, real.join("index.html"))?;
         if !real.starts_with(root) {
             return Err(Refusal::Forbidden);
         }
     }
-    if !real.is_file() {
+    if !meta.is_file() {
         return Err(Refusal::Forbidden);
     }
     Ok(real)
@@ -102,10 +104,52 @@ pub fn resolve(root: &Path, target: &str) -> Result<PathBuf, Refusal> {
 }
 // ANCHOR_END: ch12_resolve
 
-/// The real path of `path` (symlinks followed), or why there is none.
-fn canonical(path: &Path) -> Result<PathBuf, Refusal> {
-    std::fs::canonicalize(path).map_err(|e| match e.kind() {
+/// Why a file-system call on a request's path failed, as a refusal.
+fn refusal(e: std::io::Error) -> Refusal {
+    match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => Refusal::NotFound,
         _ => Refusal::Forbidden,
-    })
+    }
+}
+
+/// The real path of `path` (symlinks followed), or why there is none:
+/// [`realpath(3)`](https://man7.org/linux/man-pages/man3/realpath.3.html),
+/// which costs a `readlink` for every component of the whole path.
+pub fn canonical(path: &Path) -> Result<PathBuf, Refusal> {
+    std::fs::canonicalize(path).map_err(refusal)
+}
+
+/// The real path of `path` and its metadata (symlinks followed), where
+/// `path` is the canonical `root` joined with plain names (no `.`, `..` or
+/// empty segment), as [`resolve`] builds it.
+///
+/// Cheaper than [`canonical`] for the usual case: `lstat` each component
+/// below the root ([`lstat(2)`](https://man7.org/linux/man-pages/man2/lstat.2.html),
+/// which does not follow a symlink). If none is a symlink, `path` is
+/// already its own real path and the last `lstat` describes the file: one
+/// `statx` for a file at the top of the root, where `canonicalize` and a
+/// `stat` cost a `readlink` per component of the whole path and more. At
+/// the first symlink it falls back to [`canonical`].
+pub fn real_path(root: &Path, path: PathBuf) -> Result<(PathBuf, std::fs::Metadata), Refusal> {
+    let mut at = root.to_path_buf();
+    let mut last = None;
+    if let Ok(below) = path.strip_prefix(root) {
+        for name in below.iter() {
+            at.push(name);
+            let meta = std::fs::symlink_metadata(&at).map_err(refusal)?;
+            if meta.is_symlink() {
+                last = None;
+                break;
+            }
+            last = Some(meta);
+        }
+    }
+    match last {
+        Some(meta) if at == path => Ok((path, meta)),
+        _ => {
+            let real = canonical(&path)?;
+            let meta = std::fs::metadata(&real).map_err(refusal)?;
+            Ok((real, meta))
+        }
+    }
 }

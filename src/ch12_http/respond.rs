@@ -59,13 +59,22 @@ pub struct Response {
 impl Response {
     /// A response with `status`, the `extra` header lines (each ending in
     /// CRLF), `Content-Length: length`, and `body`.
+    ///
+    /// The head is built in one buffer of the right size: one allocation per
+    /// response (the `Date` is appended from a per-second cache).
     pub fn new(status: u16, extra: &str, length: u64, body: Body, close: bool) -> Response {
-        let connection = if close { "Connection: close\r\n" } else { "" };
-        let head = format!(
-            "HTTP/1.1 {status} {}\r\nServer: sockbook-ch12\r\nDate: {}\r\n{extra}Content-Length: {length}\r\n{connection}\r\n",
-            reason(status),
-            date::now(),
-        );
+        use std::fmt::Write;
+        let mut head = String::with_capacity(128 + extra.len());
+        let _ = write!(head, "HTTP/1.1 {status} {}\r\n", reason(status));
+        head.push_str("Server: sockbook-ch12\r\nDate: ");
+        date::now_into(&mut head);
+        head.push_str("\r\n");
+        head.push_str(extra);
+        let _ = write!(head, "Content-Length: {length}\r\n");
+        if close {
+            head.push_str("Connection: close\r\n");
+        }
+        head.push_str("\r\n");
         Response {
             status,
             head: head.into_bytes(),
@@ -290,11 +299,12 @@ pub fn respond(root: &Path, request: &Request, close: bool) -> Response {
     };
     let size = meta.len();
     let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-    let mut extra = format!(
-        "Content-Type: {}\r\nLast-Modified: {}\r\nAccept-Ranges: bytes\r\n",
-        content_type(&path),
-        date::format(mtime)
-    );
+    let mut extra = String::with_capacity(128);
+    extra.push_str("Content-Type: ");
+    extra.push_str(content_type(&path));
+    extra.push_str("\r\nLast-Modified: ");
+    date::format_into(&mut extra, mtime);
+    extra.push_str("\r\nAccept-Ranges: bytes\r\n");
     if let Some(since) = request.header("if-modified-since").and_then(date::parse)
         && date::unix_secs(mtime) <= date::unix_secs(since)
     {

@@ -2,7 +2,7 @@
 //! instance per thread, each with its own `SO_REUSEPORT` listener, so the
 //! kernel spreads connections over the threads and no lock is shared.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -38,8 +38,6 @@ impl std::ops::AddAssign for Stats {
 
 const LISTENER: u64 = u64::MAX;
 const STOP: u64 = u64::MAX - 1;
-/// How often timers are checked when nothing happens.
-const TICK: Duration = Duration::from_millis(100);
 
 /// `n` listening sockets on `addr`, all with `SO_REUSEPORT` (and
 /// `SO_REUSEADDR`), nonblocking: the kernel hashes each new connection to
@@ -138,8 +136,28 @@ fn interest(read: bool, write: bool) -> EpollFlags {
     flags
 }
 
-/// One loop (its epoll instance from `watch`): accept, then drive each
-/// ready connection; check timers every `TICK` (100 ms).
+/// One connection of a loop: the interest it is registered for, and when
+/// its entry in the timer tree is due (`None`: it has none right now).
+struct Slot {
+    conn: Conn,
+    flags: EpollFlags,
+    due: Option<Instant>,
+}
+
+/// One loop's state: its connections by fd, and their timers ordered by
+/// when they are due (nginx keeps a red-black tree; a `BTreeSet` of
+/// `(due, fd)` is the same idea). `epoll_wait` sleeps until the earliest is
+/// due, so an idle server does no work, however many connections it holds.
+struct Loop<'a> {
+    epoll: Epoll,
+    conns: HashMap<RawFd, Slot>,
+    timers: BTreeSet<(Instant, RawFd)>,
+    stats: Stats,
+    config: &'a Config,
+}
+
+/// One loop (its epoll instance from `watch`): accept, drive each ready
+/// connection, and wake each connection whose timer is due.
 pub fn serve_one(
     epoll: Epoll,
     listener: OwnedFd,
@@ -147,13 +165,16 @@ pub fn serve_one(
     config: &Config,
 ) -> Result<Stats> {
     let stop = stop.as_fd();
-    let mut conns: HashMap<RawFd, (Conn, EpollFlags)> = HashMap::new();
-    let mut stats = Stats::default();
+    let mut lp = Loop {
+        epoll,
+        conns: HashMap::new(),
+        timers: BTreeSet::new(),
+        stats: Stats::default(),
+        config,
+    };
     let mut events = vec![EpollEvent::empty(); 256];
-    let mut last_sweep = Instant::now();
     loop {
-        let timeout = EpollTimeout::try_from(TICK).unwrap_or(EpollTimeout::NONE);
-        let n = match epoll.wait(&mut events, timeout) {
+        let n = match lp.epoll.wait(&mut events, lp.timeout()) {
             Ok(n) => n,
             Err(Errno::EINTR) => 0,
             Err(e) => return Err(Error::sys("epoll_wait", e)),
@@ -161,105 +182,145 @@ pub fn serve_one(
         let now = Instant::now();
         for event in &events[..n] {
             match event.data() {
-                STOP => return Ok(stats),
-                LISTENER => {
-                    accept_all(&listener, stop, &epoll, &mut conns, &mut stats, config, now)?
-                }
-                token => {
-                    let fd = token as RawFd;
-                    drive(&epoll, &mut conns, fd, &mut stats, config, now, false);
-                }
+                STOP => return Ok(lp.stats),
+                LISTENER => lp.accept_all(&listener, stop, now)?,
+                token => lp.drive(token as RawFd, now, false),
             }
         }
-        if now.duration_since(last_sweep) >= TICK {
-            last_sweep = now;
-            let fds: Vec<RawFd> = conns.keys().copied().collect();
-            for fd in fds {
-                drive(&epoll, &mut conns, fd, &mut stats, config, now, true);
+        while let Some(&(due, fd)) = lp.timers.first()
+            && due <= now
+        {
+            lp.timers.pop_first();
+            if let Some(slot) = lp.conns.get_mut(&fd) {
+                slot.due = None;
             }
+            lp.drive(fd, now, true);
         }
     }
 }
 
-/// Accept until EAGAIN; each new socket is nonblocking and watched.
-fn accept_all(
-    listener: &OwnedFd,
-    stop: std::os::fd::BorrowedFd<'_>,
-    epoll: &Epoll,
-    conns: &mut HashMap<RawFd, (Conn, EpollFlags)>,
-    stats: &mut Stats,
-    config: &Config,
-    now: Instant,
-) -> Result<()> {
-    loop {
-        let raw = match socket::accept4(
-            listener.as_raw_fd(),
-            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        ) {
-            Ok(raw) => raw,
-            Err(Errno::EAGAIN) => return Ok(()),
-            Err(e) => {
-                let error = Error::sys(format!("accept4({})", listener.as_raw_fd()), e);
-                match triage("http", &error) {
-                    AcceptError::Again | AcceptError::Dropped => continue,
-                    AcceptError::OutOfFds => {
-                        back_off(stop);
-                        return Ok(());
-                    }
-                    AcceptError::Fatal => return Err(error),
-                }
-            }
+impl Loop<'_> {
+    /// How long `epoll_wait` may sleep: until the earliest timer (rounded
+    /// up to a whole millisecond, so it does not wake just before), or for
+    /// ever when there is none.
+    fn timeout(&self) -> EpollTimeout {
+        let Some(&(due, _)) = self.timers.first() else {
+            return EpollTimeout::NONE;
         };
-        // SAFETY: accept4 just returned this fd; nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        stats.accepted += 1;
-        if conns.len() >= config.max_conns {
-            stats.turned_away += 1;
-            continue; // dropped: closed at once
-        }
-        let flags = interest(true, false);
-        if epoll.add(&fd, EpollEvent::new(flags, raw as u64)).is_err() {
-            continue;
-        }
-        let _ = socket::setsockopt(&fd, sockopt::TcpNoDelay, &true);
-        conns.insert(raw, (Conn::new(fd, config, now), flags));
+        let wait = due.saturating_duration_since(Instant::now());
+        let ms = wait.as_micros().div_ceil(1000);
+        EpollTimeout::try_from(ms).unwrap_or(EpollTimeout::MAX)
     }
-}
 
-/// Advance one connection; close it or update its interest.
-fn drive(
-    epoll: &Epoll,
-    conns: &mut HashMap<RawFd, (Conn, EpollFlags)>,
-    fd: RawFd,
-    stats: &mut Stats,
-    config: &Config,
-    now: Instant,
-    tick: bool,
-) {
-    let Some((conn, flags)) = conns.get_mut(&fd) else {
-        return;
-    };
-    let before = conn.requests;
-    let next = conn.advance(config, now);
-    stats.requests += conn.requests - before;
-    for line in conn.log.drain(..) {
-        println!("{line}");
-    }
-    match next {
-        Next::Close => {
-            if tick {
-                stats.timed_out += 1;
+    /// Accept until EAGAIN; each new socket is nonblocking, watched, and
+    /// has a timer.
+    fn accept_all(
+        &mut self,
+        listener: &OwnedFd,
+        stop: std::os::fd::BorrowedFd<'_>,
+        now: Instant,
+    ) -> Result<()> {
+        loop {
+            let raw = match socket::accept4(
+                listener.as_raw_fd(),
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            ) {
+                Ok(raw) => raw,
+                Err(Errno::EAGAIN) => return Ok(()),
+                Err(e) => {
+                    let error = Error::sys(format!("accept4({})", listener.as_raw_fd()), e);
+                    match triage("http", &error) {
+                        AcceptError::Again | AcceptError::Dropped => continue,
+                        AcceptError::OutOfFds => {
+                            back_off(stop);
+                            return Ok(());
+                        }
+                        AcceptError::Fatal => return Err(error),
+                    }
+                }
+            };
+            // SAFETY: accept4 just returned this fd; nothing else owns it.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            self.stats.accepted += 1;
+            if self.conns.len() >= self.config.max_conns {
+                self.stats.turned_away += 1;
+                continue; // dropped: closed at once
             }
-            if let Some((conn, _)) = conns.remove(&fd) {
-                let _ = epoll.delete(&conn.fd);
+            let flags = interest(true, false);
+            if self
+                .epoll
+                .add(&fd, EpollEvent::new(flags, raw as u64))
+                .is_err()
+            {
+                continue;
             }
+            let _ = socket::setsockopt(&fd, sockopt::TcpNoDelay, &true);
+            let conn = Conn::new(fd, self.config, now);
+            let due = conn.deadline(self.config);
+            self.timers.insert((due, raw));
+            self.conns.insert(
+                raw,
+                Slot {
+                    conn,
+                    flags,
+                    due: Some(due),
+                },
+            );
         }
-        Next::Wait { read, write } => {
-            let want = interest(read, write);
-            if want != *flags {
-                let mut event = EpollEvent::new(want, fd as u64);
-                if epoll.modify(&conn.fd, &mut event).is_ok() {
-                    *flags = want;
+    }
+
+    /// Advance one connection; close it, or update its interest and timer.
+    ///
+    /// A timer entry is moved only when the deadline comes *earlier* (a
+    /// head started: the header deadline). When it moves later (progress
+    /// pushed the idle deadline on), the old entry stays: when it comes due
+    /// the connection is advanced once for nothing and gets a new entry.
+    /// So a busy connection costs no tree operation per request.
+    fn drive(&mut self, fd: RawFd, now: Instant, tick: bool) {
+        let Some(slot) = self.conns.get_mut(&fd) else {
+            return;
+        };
+        let before = slot.conn.requests;
+        let next = slot.conn.advance(self.config, now);
+        self.stats.requests += slot.conn.requests - before;
+        for line in slot.conn.log.drain(..) {
+            println!("{line}");
+        }
+        match next {
+            Next::Close => {
+                if tick {
+                    self.stats.timed_out += 1;
+                }
+                if let Some(slot) = self.conns.remove(&fd) {
+                    let _ = self.epoll.delete(&slot.conn.fd);
+                    if let Some(due) = slot.due {
+                        self.timers.remove(&(due, fd));
+                    }
+                }
+            }
+            Next::Wait { read, write } => {
+                let want = interest(read, write);
+                if want != slot.flags {
+                    let mut event = EpollEvent::new(want, fd as u64);
+                    if self.epoll.modify(&slot.conn.fd, &mut event).is_ok() {
+                        slot.flags = want;
+                    }
+                }
+                // Never due in the past: a connection advance did not close
+                // at its deadline is looked at again a millisecond later.
+                let due = slot
+                    .conn
+                    .deadline(self.config)
+                    .max(now + Duration::from_millis(1));
+                match slot.due {
+                    Some(old) if old <= due => {}
+                    old => {
+                        if let Some(old) = old {
+                            self.timers.remove(&(old, fd));
+                        }
+                        self.timers.insert((due, fd));
+                        slot.due = Some(due);
+                    }
                 }
             }
         }
