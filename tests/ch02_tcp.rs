@@ -361,7 +361,8 @@ graded! {
         let server = EchoServer::start(Duration::from_secs(4));
         let mut garbage: Vec<u8> = (0..=255u8).rev().cycle().take(4096).collect();
         garbage.extend_from_slice(&[0, 0, 0, 0xff, 0xfe, 0xc3, 0x28]);
-        assert!(echo_via_std(&server.addr, &garbage) == garbage, "garbage echoed byte for byte");
+        let back = echo_via_std(&server.addr, &garbage);
+        assert!(back == garbage, "a client sent {} bytes of binary garbage (every byte value, NULs, invalid UTF-8), half-closed and read to EOF: serve_echo sent back {} bytes, {}", garbage.len(), back.len(), if back.len() == garbage.len() { "but different ones" } else { "not the same count" });
         still_serves(&server);
         finish_without_leaks(server);
     }
@@ -598,7 +599,7 @@ graded! {
             EchoEnd::Complete,
             "{len} bytes (more than both sides' buffers hold) must all come back"
         );
-        assert!(reply.echoed == data, "every byte back, in order");
+        assert!(reply.echoed == data, "echo_exchange ended Complete, but its reply.echoed ({} bytes) is not the {len} bytes it sent, in order", reply.echoed.len());
         assert_eq!(server.join_within(DEADLINE, "the echo server"), len, "the independent small-buffer echo server received and echoed this many bytes (left), but echo_exchange was given {len} bytes to send (right): it must send all of them before it finishes");
     }
 }
@@ -659,7 +660,7 @@ graded! {
             EchoEnd::Failed(e) => assert_eq!(e.errno(), Some(Errno::ETIMEDOUT), "{e}"),
             other => panic!("expected Failed(ETIMEDOUT) after {took:?}, got {other:?}"),
         }
-        assert!(reply.echoed.is_empty(), "nothing was echoed");
+        assert!(reply.echoed.is_empty(), "the silent server echoed nothing, but echo_exchange's reply.echoed holds {} bytes", reply.echoed.len());
         assert!(
             took >= timeout.mul_f64(0.9) && took < timeout + Duration::from_secs(2),
             "gave up after {took:?}; the timeout was {timeout:?}"
