@@ -849,8 +849,8 @@ graded! {
                 .unwrap_or_else(|e| panic!("set_read_timeout(fd, {t:?}) failed: {e}"));
             server.write_all(b"x").unwrap();
             let mut byte = [0u8; 1];
-            let got = (&client).read(&mut byte).expect("a read with data waiting");
-            assert_eq!((got, byte[0]), (1, b'x'), "the byte the peer sent in time");
+            let got = (&client).read(&mut byte).unwrap_or_else(|e| panic!("after set_read_timeout(fd, {t:?}), a read with a byte already waiting failed: {e}"));
+            assert_eq!((got, byte[0]), (1, b'x'), "after set_read_timeout(fd, {t:?}) the peer sent \"x\" at once: read() returned (count, first byte) left instead of right");
 
             let started = std::time::Instant::now();
             let reader = support::Background::spawn("reader", move || {
