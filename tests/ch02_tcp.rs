@@ -160,10 +160,17 @@ fn echo_via_std(addr: &SockaddrStorage, data: &[u8]) -> Vec<u8> {
 /// time its echo is complete the earlier, misbehaving connections are closed.
 fn still_serves(server: &EchoServer) {
     let hello = b"still there?\n".to_vec();
+    let back = echo_via_std(&server.addr, &hello);
     assert_eq!(
-        echo_via_std(&server.addr, &hello),
+        back,
         hello,
-        "`echo_via_std(&server.addr, &hello)` should be `hello`"
+        "after the misbehaving clients, a well-behaved client sent {:?} ({} bytes), \
+         half-closed and read to EOF: serve_echo sent back {:?} ({} bytes, left) \
+         instead of the same bytes (right)",
+        String::from_utf8_lossy(&hello),
+        hello.len(),
+        String::from_utf8_lossy(&back),
+        back.len()
     );
     let held = server.sockets();
     assert!(
@@ -214,14 +221,14 @@ graded! {
         let mut buf = vec![0u8; message.len()];
         let (bytes, calls) = read_exact_counting(&reader, &mut buf).unwrap_or_else(|e| panic!("read_exact_counting(&reader, &mut buf) returned an error: {e}"));
         let writes = peer.join_within(DEADLINE, "the one-byte peer");
-        assert_eq!(bytes, message.len(), "bytes read");
-        assert_eq!(buf, message, "the bytes, in order");
+        assert_eq!(bytes, message.len(), "read_exact_counting into a {}-byte buffer returned this byte count (left); the peer sent {} bytes, one write each (right)", message.len(), message.len());
+        assert_eq!(buf, message, "read_exact_counting filled the buffer (left) with other bytes than the peer sent one at a time (right)");
         assert!(
             calls >= 2 && calls <= writes,
             "{calls} read calls for {writes} one-byte writes: each read can only get what \
              has arrived, so it takes more than one, and never more than one per byte"
         );
-        assert_eq!(read_exact_counting(&reader, &mut []).unwrap_or_else(|e| panic!("read_exact_counting(&reader, &mut []) returned an error: {e}")), (0, 0), "empty buffer");
+        assert_eq!(read_exact_counting(&reader, &mut []).unwrap_or_else(|e| panic!("read_exact_counting(&reader, &mut []) returned an error: {e}")), (0, 0), "read_exact_counting with an empty buffer returned (bytes, calls) = left: it should return (0, 0) without calling read");
     }
 }
 
@@ -240,8 +247,8 @@ graded! {
         sockbook::kit::wait::wait_for(&reader, rdhup, DEADLINE).unwrap();
         let mut buf = vec![0u8; 64];
         let (bytes, calls) = read_exact_counting(&reader, &mut buf).unwrap_or_else(|e| panic!("read_exact_counting(&reader, &mut buf) returned an error: {e}"));
-        assert_eq!(bytes, message.len(), "EOF after {} bytes", message.len());
-        assert_eq!(&buf[..bytes], &message[..], "the bytes, in order");
+        assert_eq!(bytes, message.len(), "the peer sent {} bytes then closed (FIN); read_exact_counting into a 64-byte buffer returned {bytes} (left) instead of the {} before EOF (right)", message.len(), message.len());
+        assert_eq!(&buf[..bytes], &message[..], "read_exact_counting filled the buffer (left) with other bytes than the peer sent (right)");
         assert_eq!(
             calls, 1,
             "all 10 bytes were waiting, so one read returned them and the next returned 0 \
@@ -287,7 +294,7 @@ graded! {
              cannot have written it all",
             data.len()
         );
-        assert_eq!(write_all_counting(&writer, &[]).unwrap_or_else(|e| panic!("write_all_counting(&writer, &[]) returned an error: {e}")), 0, "empty buffer: no call");
+        assert_eq!(write_all_counting(&writer, &[]).unwrap_or_else(|e| panic!("write_all_counting(&writer, &[]) returned an error: {e}")), 0, "write_all_counting with an empty buffer reported this many write calls (left): it should make none (right)");
     }
 }
 
@@ -302,13 +309,13 @@ graded! {
         assert_eq!(server.sockets(), 1, "only the listener before any client");
         let messages = [b"hello\n".to_vec(), pattern(20_000), b"no newline".to_vec()];
         for m in &messages {
-            assert_eq!(&echo_via_std(&server.addr, m), m, "echo of {} bytes", m.len());
+            assert_eq!(&echo_via_std(&server.addr, m), m, "a client sent {} bytes, half-closed and read to EOF: what came back from serve_echo (left) differs from what it sent (right)", m.len());
         }
         let stats = finish_without_leaks(server);
         let total: usize = messages.iter().map(Vec::len).sum();
-        assert_eq!(stats.connections, messages.len() as u64, "connections counted");
-        assert_eq!(stats.bytes, total as u64, "bytes counted");
-        assert_eq!(stats.failed, 0, "no connection failed");
+        assert_eq!(stats.connections, messages.len() as u64, "serve_echo's EchoStats.connections (left); {} clients connected one after another (right)", messages.len());
+        assert_eq!(stats.bytes, total as u64, "serve_echo's EchoStats.bytes (left); the clients sent {total} bytes in all, each echoed in full (right)");
+        assert_eq!(stats.failed, 0, "serve_echo's EchoStats.failed (left): every client half-closed cleanly, so none failed (right)");
     }
 }
 
@@ -343,7 +350,7 @@ graded! {
         reset(rude);
         still_serves(&server);
         let stats = finish_without_leaks(server);
-        assert_eq!(stats.connections, 2, "the reset client and the last one");
+        assert_eq!(stats.connections, 2, "serve_echo's EchoStats.connections (left): the client that reset mid-line and the last client make 2 (right)");
     }
 }
 
@@ -354,7 +361,8 @@ graded! {
         let server = EchoServer::start(Duration::from_secs(4));
         let mut garbage: Vec<u8> = (0..=255u8).rev().cycle().take(4096).collect();
         garbage.extend_from_slice(&[0, 0, 0, 0xff, 0xfe, 0xc3, 0x28]);
-        assert!(echo_via_std(&server.addr, &garbage) == garbage, "garbage echoed byte for byte");
+        let back = echo_via_std(&server.addr, &garbage);
+        assert!(back == garbage, "a client sent {} bytes of binary garbage (every byte value, NULs, invalid UTF-8), half-closed and read to EOF: serve_echo sent back {} bytes, {}", garbage.len(), back.len(), if back.len() == garbage.len() { "but different ones" } else { "not the same count" });
         still_serves(&server);
         finish_without_leaks(server);
     }
@@ -394,7 +402,7 @@ graded! {
         );
         still_serves(&server);
         let stats = finish_without_leaks(server);
-        assert_eq!(stats.bytes, (data.len() + b"still there?\n".len()) as u64, "`stats.bytes` should be `(data.len() + b\"still there?\\n\".len()) as u64`");
+        assert_eq!(stats.bytes, (data.len() + b"still there?\n".len()) as u64, "serve_echo's EchoStats.bytes (left) should count every byte it echoed: the {} bytes of the 1 MiB client plus the {} of the last client (right)", data.len(), b"still there?\n".len());
     }
 }
 
@@ -409,7 +417,7 @@ graded! {
         }
         still_serves(&server);
         let stats = finish_without_leaks(server);
-        assert_eq!(stats.connections, 101, "100 quick clients and the last one");
+        assert_eq!(stats.connections, 101, "serve_echo's EchoStats.connections (left): 100 clients that connected and closed at once, and the last client, make 101 (right)");
     }
 }
 
@@ -424,7 +432,7 @@ graded! {
         let started = Instant::now();
         still_serves(&server);
         let mut rest = Vec::new();
-        assert_eq!(silent.read_to_end(&mut rest).unwrap(), 0, "the silent client was closed");
+        assert_eq!(silent.read_to_end(&mut rest).unwrap(), 0, "the silent client read {} bytes (left) where it should read EOF at once: serve_echo should have closed it after {idle:?} idle", rest.len());
         assert!(started.elapsed() >= idle, "served before the idle limit passed?");
         let stats = finish_without_leaks(server);
         assert_eq!(stats.connections, 2, "two clients connected one after the other: serve_echo's count of connections (the misbehaving one counts too)");
@@ -518,7 +526,7 @@ graded! {
         let reply = echo_exchange(&addr, &data, Duration::from_secs(4));
         assert_eq!(reply.end, EchoEnd::Complete, "echo_exchange against a well-behaved echo server should end Complete");
         assert!(reply.echoed == data, "all {} bytes back, in order (got {})", data.len(), reply.echoed.len());
-        assert_eq!(server.join_within(DEADLINE, "the std echo server"), data.len(), "`server.join_within(DEADLINE, \"the std echo server\")` should be `data.len()`");
+        assert_eq!(server.join_within(DEADLINE, "the std echo server"), data.len(), "the independent std echo server received and echoed this many bytes (left), but echo_exchange was given {} bytes to send (right): it must send all of them before it finishes", data.len());
     }
 }
 
@@ -533,7 +541,7 @@ graded! {
         let (addr, server) = std_echo_once(limit, fin_then_drain);
         let reply = echo_exchange(&addr, &data, Duration::from_secs(4));
         let echoed_by_server = server.join_within(DEADLINE, "the std echo server");
-        assert_eq!(reply.end, EchoEnd::ServerClosed, "EOF before the end");
+        assert_eq!(reply.end, EchoEnd::ServerClosed, "echo_exchange sent {} bytes to a server that echoed {echoed_by_server} then closed (FIN): its reply.end (left) should be ServerClosed (right)", data.len());
         assert!(
             reply.echoed == data[..echoed_by_server],
             "kept exactly what the server echoed ({} bytes), got {}",
@@ -591,8 +599,8 @@ graded! {
             EchoEnd::Complete,
             "{len} bytes (more than both sides' buffers hold) must all come back"
         );
-        assert!(reply.echoed == data, "every byte back, in order");
-        assert_eq!(server.join_within(DEADLINE, "the echo server"), len, "`server.join_within(DEADLINE, \"the echo server\")` should be `len`");
+        assert!(reply.echoed == data, "echo_exchange ended Complete, but its reply.echoed ({} bytes) is not the {len} bytes it sent, in order", reply.echoed.len());
+        assert_eq!(server.join_within(DEADLINE, "the echo server"), len, "the independent small-buffer echo server received and echoed this many bytes (left), but echo_exchange was given {len} bytes to send (right): it must send all of them before it finishes");
     }
 }
 
@@ -652,7 +660,7 @@ graded! {
             EchoEnd::Failed(e) => assert_eq!(e.errno(), Some(Errno::ETIMEDOUT), "{e}"),
             other => panic!("expected Failed(ETIMEDOUT) after {took:?}, got {other:?}"),
         }
-        assert!(reply.echoed.is_empty(), "nothing was echoed");
+        assert!(reply.echoed.is_empty(), "the silent server echoed nothing, but echo_exchange's reply.echoed holds {} bytes", reply.echoed.len());
         assert!(
             took >= timeout.mul_f64(0.9) && took < timeout + Duration::from_secs(2),
             "gave up after {took:?}; the timeout was {timeout:?}"
@@ -683,7 +691,7 @@ graded! {
         socket::bind(holder.as_raw_fd(), &any).unwrap();
         let closed: SockaddrStorage = socket::getsockname(holder.as_raw_fd()).unwrap();
         let reply = echo_exchange(&closed, b"anyone?", Duration::from_secs(2));
-        assert!(reply.echoed.is_empty(), "expected `reply.echoed.is_empty()` to hold");
+        assert!(reply.echoed.is_empty(), "echo_exchange to {} where nothing listens: nothing can be echoed, but reply.echoed holds {} bytes", support::std_addr(&closed), reply.echoed.len());
         match &reply.end {
             EchoEnd::Failed(e) => assert_eq!(e.errno(), Some(Errno::ECONNREFUSED), "{e}"),
             other => panic!("expected Failed(ECONNREFUSED), got {other:?}"),

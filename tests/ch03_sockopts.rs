@@ -256,6 +256,17 @@ const SPEC: &[(&str, c_int, c_int, T)] = &[
     ("TCP_INFO", libc::IPPROTO_TCP, libc::TCP_INFO, T::Info),
 ];
 
+/// An option's C name from its level and number (for failure messages),
+/// or the numbers themselves when this file's list does not have it.
+fn opt_label(level: c_int, name: c_int) -> String {
+    SPEC.iter()
+        .find(|s| s.1 == level && s.2 == name)
+        .map_or_else(
+            || format!("option {name} at level {level}"),
+            |s| s.0.to_string(),
+        )
+}
+
 /// Read one option independently and decode it into the chapter's `Value`
 /// (the container only; the decoding is this file's).
 /// `setsockopt` with the C struct for `value`, by raw libc; panics on -1.
@@ -328,27 +339,54 @@ fn independent(fd: &impl AsFd, level: c_int, name: c_int, t: T) -> Result<Value,
 
 /// The fields of a `TcpSummary` that the table prints, against the struct.
 fn assert_printed_info_fields(s: &TcpSummary, info: &libc::tcp_info, len: usize, what: &str) {
-    assert_eq!(s.len, len, "{what}: bytes returned");
-    assert_eq!(s.state, Some(info.tcpi_state), "{what}: state");
-    assert_eq!(s.rto, Some(info.tcpi_rto), "{what}: rto");
-    assert_eq!(s.rtt, Some(info.tcpi_rtt), "{what}: rtt");
-    assert_eq!(s.snd_mss, Some(info.tcpi_snd_mss), "{what}: snd_mss");
-    assert_eq!(s.rcv_mss, Some(info.tcpi_rcv_mss), "{what}: rcv_mss");
-    assert_eq!(s.snd_cwnd, Some(info.tcpi_snd_cwnd), "{what}: snd_cwnd");
+    assert_eq!(
+        s.len, len,
+        "{what}: the decoded TcpSummary.len (left) should be the bytes a raw getsockopt(TCP_INFO) returns (right)"
+    );
+    assert_eq!(
+        s.state,
+        Some(info.tcpi_state),
+        "{what}: the decoded state (left); tcpi_state from a raw getsockopt(TCP_INFO) (right)"
+    );
+    assert_eq!(
+        s.rto,
+        Some(info.tcpi_rto),
+        "{what}: the decoded rto (left); tcpi_rto from a raw getsockopt(TCP_INFO) (right)"
+    );
+    assert_eq!(
+        s.rtt,
+        Some(info.tcpi_rtt),
+        "{what}: the decoded rtt (left); tcpi_rtt from a raw getsockopt(TCP_INFO) (right)"
+    );
+    assert_eq!(
+        s.snd_mss,
+        Some(info.tcpi_snd_mss),
+        "{what}: the decoded snd_mss (left); tcpi_snd_mss from a raw getsockopt(TCP_INFO) (right)"
+    );
+    assert_eq!(
+        s.rcv_mss,
+        Some(info.tcpi_rcv_mss),
+        "{what}: the decoded rcv_mss (left); tcpi_rcv_mss from a raw getsockopt(TCP_INFO) (right)"
+    );
+    assert_eq!(
+        s.snd_cwnd,
+        Some(info.tcpi_snd_cwnd),
+        "{what}: the decoded snd_cwnd (left); tcpi_snd_cwnd from a raw getsockopt(TCP_INFO) (right)"
+    );
     assert_eq!(
         s.retransmits,
         Some(info.tcpi_retransmits),
-        "{what}: retransmits"
+        "{what}: the decoded retransmits (left); tcpi_retransmits from a raw getsockopt(TCP_INFO) (right)"
     );
     assert_eq!(
         s.total_retrans,
         Some(info.tcpi_total_retrans),
-        "{what}: total_retrans"
+        "{what}: the decoded total_retrans (left); tcpi_total_retrans from a raw getsockopt(TCP_INFO) (right)"
     );
     assert_eq!(
         s.bytes_acked,
         Some(info.tcpi_bytes_acked),
-        "{what}: bytes_acked"
+        "{what}: the decoded bytes_acked (left); tcpi_bytes_acked from a raw getsockopt(TCP_INFO) (right)"
     );
 }
 
@@ -396,12 +434,12 @@ graded! {
         ];
         for (level, name, kind, t) in cases {
             let want = independent(&fd, level, name, t).unwrap();
-            assert_eq!(get_option(&fd, level, name, kind), Ok(want), "option {name} at level {level}");
+            assert_eq!(get_option(&fd, level, name, kind), Ok(want.clone()), "get_option({}, {kind:?}) on a TCP socket returned left; a raw getsockopt on the same socket reads {want} (right)", opt_label(level, name));
         }
         // And on a connected socket, where TCP_MAXSEG comes from the route.
         let (client, _server) = live_connection();
         let want = independent(&client, libc::IPPROTO_TCP, libc::TCP_MAXSEG, T::Int).unwrap();
-        assert_eq!(get_option(&client, libc::IPPROTO_TCP, libc::TCP_MAXSEG, Kind::Int), Ok(want), "`get_option(&client, libc::IPPROTO_TCP, libc::TCP_MAXSEG, Kind::Int)` should be `Ok(want)`");
+        assert_eq!(get_option(&client, libc::IPPROTO_TCP, libc::TCP_MAXSEG, Kind::Int), Ok(want.clone()), "get_option(TCP_MAXSEG, Int) on a connected loopback socket returned left; a raw getsockopt on the same socket reads {want} (right), the MSS of the connection, not an unconnected socket's default");
     }
 }
 
@@ -423,7 +461,7 @@ graded! {
         ];
         for (level, name, kind, t) in cases {
             let want = independent(&fd, level, name, t).unwrap();
-            assert_eq!(get_option(&fd, level, name, kind), Ok(want), "option {name} at level {level}");
+            assert_eq!(get_option(&fd, level, name, kind), Ok(want.clone()), "get_option({}, {kind:?}) on a TCP socket returned left; a raw getsockopt on the same socket reads {want} (right)", opt_label(level, name));
         }
     }
 }
@@ -445,19 +483,21 @@ graded! {
             assert_eq!(
                 get_option(&fd, level, name, kind),
                 Err(ReadError::Size { expected: kind.size(), got }),
-                "option {name} read as {kind:?}"
+                "get_option({}, {kind:?}) returned left: the kernel answers with {got} bytes where {kind:?} has {}, so it must report ReadError::Size (right) rather than decode them",
+                opt_label(level, name),
+                kind.size()
             );
         }
         // Refused: an IPv6 option on an IPv4 socket, an option that does not exist.
         for (level, name) in [(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY), (libc::SOL_SOCKET, 0x7ff0)] {
             let errno = raw_get(&fd, level, name, 64).unwrap_err();
-            assert_eq!(get_option(&fd, level, name, Kind::Int), Err(ReadError::Errno(errno)), "`get_option(&fd, level, name, Kind::Int)` should be `Err(ReadError::Errno(errno))`");
+            assert_eq!(get_option(&fd, level, name, Kind::Int), Err(ReadError::Errno(errno)), "get_option({}, Int) on an IPv4 TCP socket returned left; a raw getsockopt of it fails with {errno} (right), and that errno is the answer", opt_label(level, name));
         }
         // TCP_INFO: whatever length this kernel returns is fine.
         let (info, len) = raw_tcp_info(&fd);
         match get_option(&fd, libc::IPPROTO_TCP, libc::TCP_INFO, Kind::TcpInfo) {
             Ok(Value::TcpInfo(s)) => assert_printed_info_fields(&s, &info, len, "TCP_INFO"),
-            other => panic!("TCP_INFO read as {other:?}"),
+            other => panic!("get_option(TCP_INFO, TcpInfo) returned {other:?}; a raw getsockopt returned {len} bytes of struct tcp_info, which must decode to Ok(Value::TcpInfo(..))"),
         }
     }
 }
@@ -501,7 +541,7 @@ graded! {
         for (level, name, kind, t, value) in cases {
             let fd = tcp4();
             let report = set_and_explain(&fd, level, name, kind, &value)
-                .unwrap_or_else(|e| panic!("set option {name} to {value}: {e}"));
+                .unwrap_or_else(|e| panic!("set_and_explain({}, {kind:?}, {value}) failed: {e}", opt_label(level, name)));
             let stored = independent(&fd, level, name, t).unwrap();
             // What the kernel keeps when the same value is set by a raw
             // setsockopt on a fresh socket: reading `fd` back alone cannot
@@ -514,9 +554,10 @@ graded! {
                 "option {name}: after set_and_explain(.., {value}) the socket holds {stored}; \
                  a raw setsockopt of the same value on a fresh socket leaves {expected}"
             );
-            assert_eq!(report.asked, value, "option {name}: asked");
-            assert_eq!(report.got, stored, "option {name}: read back");
-            assert_eq!(report.changed, stored != value, "option {name}: changed?");
+            let label = opt_label(level, name);
+            assert_eq!(report.asked, value, "set_and_explain({label}, {value}): report.asked (left) should be the value asked for (right)");
+            assert_eq!(report.got, stored, "set_and_explain({label}, {value}): report.got (left) should be what a raw getsockopt reads back from the socket afterwards (right)");
+            assert_eq!(report.changed, stored != value, "set_and_explain({label}, {value}): report.changed (left) should say whether the kernel kept something else ({stored}) than was asked (right)");
         }
     }
 }
@@ -529,18 +570,22 @@ graded! {
         let fd = tcp4();
         let errno = raw_set(&tcp4(), libc::SOL_SOCKET, libc::SO_SNDLOWAT, &(1 as c_int)).unwrap_err();
         let e = set_and_explain(&fd, libc::SOL_SOCKET, libc::SO_SNDLOWAT, Kind::Int, &Value::Int(1))
-            .unwrap_err();
-        assert_eq!(e.errno(), Some(errno), "`e.errno()` should be `Some(errno)`");
+            .err()
+            .unwrap_or_else(|| panic!("set_and_explain(SO_SNDLOWAT, Int, 1) returned Ok, but a raw setsockopt of it fails with {errno}"));
+        assert_eq!(e.errno(), Some(errno), "set_and_explain(SO_SNDLOWAT, Int, 1) failed with {e}: its errno (left) should be the one a raw setsockopt fails with (right)");
         let errno = raw_set(&tcp4(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &(1 as c_int)).unwrap_err();
         let e = set_and_explain(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, Kind::Flag, &Value::Flag(true))
-            .unwrap_err();
-        assert_eq!(e.errno(), Some(errno), "`e.errno()` should be `Some(errno)`");
+            .err()
+            .unwrap_or_else(|| panic!("set_and_explain(IPV6_V6ONLY, Flag, true) on an IPv4 socket returned Ok, but a raw setsockopt of it fails with {errno}"));
+        assert_eq!(e.errno(), Some(errno), "set_and_explain(IPV6_V6ONLY, Flag, true) on an IPv4 socket failed with {e}: its errno (left) should be the one a raw setsockopt fails with (right)");
         // A value of the wrong kind is refused before any call.
         let before = independent(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, T::Int).unwrap();
+        let refused = set_and_explain(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, Kind::Int, &Value::Flag(true));
         assert!(
-            set_and_explain(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, Kind::Int, &Value::Flag(true)).is_err(), "expected `set_and_explain(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, Kind::Int, &Value::Flag(true)).is_err()` to hold"
+            refused.is_err(),
+            "set_and_explain(SO_RCVBUF, Int, Flag(true)) returned {refused:?}: a Flag value for an Int option must be refused with an error"
         );
-        assert_eq!(independent(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, T::Int).unwrap(), before, "`independent(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, T::Int).unwrap()` should be `before`");
+        assert_eq!(independent(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, T::Int).unwrap(), before, "after set_and_explain(SO_RCVBUF, Int, Flag(true)) a raw getsockopt reads SO_RCVBUF as left, but it was {before} before (right): a value of the wrong kind must be refused before any setsockopt");
     }
 }
 
@@ -554,13 +599,25 @@ macro_rules! assert_fields {
         $(
             let end = offset_of!(libc::tcp_info, $cfield) + size_of_val(&$info.$cfield);
             let want = if end <= $cut { Some($info.$cfield) } else { None };
-            assert_eq!($s.$field, want, "{} with {} bytes", stringify!($cfield), $cut);
+            assert_eq!(
+                $s.$field,
+                want,
+                "decode_tcp_info given the first {} bytes of the kernel's struct tcp_info: {} (left) should be {} (right), the field at bytes {}..{}",
+                $cut,
+                stringify!($field),
+                if end <= $cut { "the kernel's value, which lies inside them" } else { "None, since the field does not fit in them" },
+                offset_of!(libc::tcp_info, $cfield),
+                end
+            );
         )*
     };
 }
 
 fn check_summary(s: &TcpSummary, info: &libc::tcp_info, cut: usize) {
-    assert_eq!(s.len, cut, "len with {cut} bytes");
+    assert_eq!(
+        s.len, cut,
+        "decode_tcp_info given {cut} bytes: its len (left) should be the number of bytes it was given (right)"
+    );
     assert_fields!(s, info, cut;
         state = tcpi_state, ca_state = tcpi_ca_state, retransmits = tcpi_retransmits,
         probes = tcpi_probes, backoff = tcpi_backoff, rto = tcpi_rto, ato = tcpi_ato,
@@ -587,7 +644,7 @@ graded! {
             let bytes = info_bytes(&info);
             let s = decode_tcp_info(&bytes[..len]);
             check_summary(&s, &info, len);
-            assert!(s.state.is_some() && s.bytes_acked.is_some(), "this kernel returns these");
+            assert!(s.state.is_some() && s.bytes_acked.is_some(), "decode_tcp_info of the kernel's whole {len}-byte answer left state or bytes_acked absent ({:?}, {:?}): both lie well inside it", s.state, s.bytes_acked);
         }
     }
 }
@@ -626,7 +683,7 @@ graded! {
         let mut longer = bytes[..len].to_vec();
         longer.extend_from_slice(&[0xAB; 40]);
         let s = decode_tcp_info(&longer);
-        assert_eq!(s.len, longer.len(), "`s.len` should be `longer.len()`");
+        assert_eq!(s.len, longer.len(), "decode_tcp_info of the kernel's {len} bytes plus 40 more (as a newer kernel may return): its len (left) should be every byte it was given (right), the extra bytes ignored, not cut off");
         let mut whole = s;
         whole.len = len;
         check_summary(&whole, &info, len);
@@ -645,17 +702,22 @@ fn check_row(row: &Row) {
     assert_eq!(
         (row.opt.level, row.opt.optname),
         (level, optname),
-        "{name}: level and number"
+        "defaults_table()'s row {name} has (level, optname) = left; libc defines {name} as right"
     );
     let line = row.to_string();
     assert!(
         line.starts_with(&format!("{name}: ")),
-        "printed line {line:?}"
+        "defaults_table()'s row for {name} prints {line:?}: it should start with \"{name}: \""
     );
     let fd = match fresh(row.socket) {
         Ok(fd) => fd,
         Err(errno) => {
-            assert_eq!(row.reading, Err(ReadError::NoSocket(errno)), "{name}");
+            assert_eq!(
+                row.reading,
+                Err(ReadError::NoSocket(errno)),
+                "a fresh {:?} socket cannot be made here (socket() fails with {errno}): defaults_table()'s reading of {name} (left) should be NoSocket with that errno (right)",
+                row.socket
+            );
             return;
         }
     };
@@ -663,7 +725,10 @@ fn check_row(row: &Row) {
         let (info, len) = raw_tcp_info(&fd);
         match &row.reading {
             Ok(Value::TcpInfo(s)) => assert_printed_info_fields(s, &info, len, name),
-            other => panic!("{name}: {other:?}"),
+            other => panic!(
+                "defaults_table()'s reading of {name} is {other:?}; a raw getsockopt on a fresh {:?} socket returns {len} bytes of struct tcp_info, which must read as Ok(Value::TcpInfo(..))",
+                row.socket
+            ),
         }
         return;
     }
@@ -672,19 +737,24 @@ fn check_row(row: &Row) {
             assert_eq!(
                 row.reading,
                 Ok(want.clone()),
-                "{name} from {:?}",
+                "defaults_table()'s reading of {name} (left); a raw getsockopt on a fresh {:?} socket reads {want} (right)",
                 row.socket
             );
             assert!(
                 line.contains(&format!("default = {want}")),
-                "printed line {line:?}"
+                "defaults_table()'s row for {name} prints {line:?}: it should show \"default = {want}\""
             );
         }
         Err(errno) => {
-            assert_eq!(row.reading, Err(ReadError::Errno(errno)), "{name}");
+            assert_eq!(
+                row.reading,
+                Err(ReadError::Errno(errno)),
+                "a raw getsockopt of {name} on a fresh {:?} socket fails with {errno}: defaults_table()'s reading (left) should be that errno (right)",
+                row.socket
+            );
             assert!(
                 line.contains(&format!("{errno:?}")),
-                "printed line {line:?}"
+                "defaults_table()'s row for {name} prints {line:?}: it should name the errno {errno:?}"
             );
         }
     }
@@ -696,7 +766,7 @@ graded! {
     points = 3;
     fn table_matches_an_independent_reader() {
         let rows = defaults_table();
-        assert!(!rows.is_empty(), "expected `!rows.is_empty()` to hold");
+        assert!(!rows.is_empty(), "defaults_table() returned no rows: it should have one per option in OPTIONS ({} here)", SPEC.len());
         for row in &rows {
             check_row(row);
         }
@@ -715,15 +785,15 @@ graded! {
             SocketKind::Tcp6 => 1,
             SocketKind::Udp4 => 2,
         };
-        assert!(rows.windows(2).all(|w| order(w[0].socket) <= order(w[1].socket)), "sections in order");
+        assert!(rows.windows(2).all(|w| order(w[0].socket) <= order(w[1].socket)), "defaults_table() lists its rows in the order {:?}: all Tcp4 rows first, then Tcp6, then Udp4", rows.iter().map(|r| r.socket).collect::<Vec<_>>());
         for &(name, level, optname, t) in SPEC {
             let tcp: Vec<&Row> = rows
                 .iter()
                 .filter(|r| r.opt.name == name && r.socket != SocketKind::Udp4)
                 .collect();
-            assert_eq!(tcp.len(), 1, "{name}: one TCP row");
+            assert_eq!(tcp.len(), 1, "defaults_table() has this many TCP rows for {name} (left): it should have exactly one (right)");
             let want_kind = if level == libc::IPPROTO_IPV6 { SocketKind::Tcp6 } else { SocketKind::Tcp4 };
-            assert_eq!(tcp[0].socket, want_kind, "{name}: socket kind");
+            assert_eq!(tcp[0].socket, want_kind, "defaults_table() reads {name} from a socket of kind left; an IPv6 option is read from Tcp6, every other from Tcp4 (right)");
             let udp_rows = rows
                 .iter()
                 .filter(|r| r.opt.name == name && r.socket == SocketKind::Udp4)
@@ -731,12 +801,12 @@ graded! {
             if level == libc::SOL_SOCKET || level == libc::IPPROTO_IP {
                 let on_tcp = independent(&tcp4(), level, optname, t);
                 let on_udp = independent(&fresh(SocketKind::Udp4).unwrap(), level, optname, t);
-                assert_eq!(udp_rows, usize::from(on_tcp != on_udp), "{name}: UDP row only if it differs");
+                assert_eq!(udp_rows, usize::from(on_tcp != on_udp), "defaults_table() has this many Udp4 rows for {name} (left); a raw getsockopt reads {on_tcp:?} on a fresh TCP socket and {on_udp:?} on a fresh UDP one, so it should have {} (one only where they differ)", usize::from(on_tcp != on_udp));
             } else {
-                assert_eq!(udp_rows, 0, "{name}: no UDP row for a TCP or IPv6 option");
+                assert_eq!(udp_rows, 0, "defaults_table() has {udp_rows} Udp4 rows for {name}: the UDP section has only SOL_SOCKET and IPPROTO_IP options, so none");
             }
         }
-        assert_eq!(rows.iter().filter(|r| r.socket != SocketKind::Udp4).count(), SPEC.len(), "`rows.iter().filter(|r| r.socket != SocketKind::Udp4).count()` should be `SPEC.len()`");
+        assert_eq!(rows.iter().filter(|r| r.socket != SocketKind::Udp4).count(), SPEC.len(), "defaults_table() has this many TCP (IPv4 and IPv6) rows (left): it should have exactly one per option, {} (right)", SPEC.len());
     }
 }
 
@@ -779,8 +849,8 @@ graded! {
                 .unwrap_or_else(|e| panic!("set_read_timeout(fd, {t:?}) failed: {e}"));
             server.write_all(b"x").unwrap();
             let mut byte = [0u8; 1];
-            let got = (&client).read(&mut byte).expect("a read with data waiting");
-            assert_eq!((got, byte[0]), (1, b'x'), "the byte the peer sent in time");
+            let got = (&client).read(&mut byte).unwrap_or_else(|e| panic!("after set_read_timeout(fd, {t:?}), a read with a byte already waiting failed: {e}"));
+            assert_eq!((got, byte[0]), (1, b'x'), "after set_read_timeout(fd, {t:?}) the peer sent \"x\" at once: read() returned (count, first byte) left instead of right");
 
             let started = std::time::Instant::now();
             let reader = support::Background::spawn("reader", move || {

@@ -78,11 +78,11 @@ graded! {
         });
         let fd = client(&addr, None);
         let port = local_port(&fd);
-        let got = graceful_close(fd, Duration::from_secs(3)).unwrap_or_else(|e| panic!("graceful_close(fd, Duration::from_secs(3)) returned an error: {e}"));
+        let got = graceful_close(fd, Duration::from_secs(3)).unwrap_or_else(|e| panic!("graceful_close(fd, 3 s) on a connection whose server answers the FIN with {expect:?} and closes failed: {e}"));
         assert_eq!(String::from_utf8_lossy(&got), expect, "the client connected, called graceful_close; the server read to EOF (the FIN) and then sent {expect:?}: graceful_close should return exactly those bytes (read after shutdown(SHUT_WR), until the server's FIN)");
         let server_read = server.join_within(support::DEADLINE, "server");
         assert!(server_read.is_empty(), "the client sent nothing, yet the server read {} bytes before EOF", server_read.len());
-        assert_eq!(support::open_sockets_on_port(port), 0, "the client socket is still open");
+        assert_eq!(support::open_sockets_on_port(port), 0, "after graceful_close returned, this many sockets (left) are still open on the client's port {port}: graceful_close takes the fd by value and must close it (right: 0)");
     }
 }
 
@@ -101,7 +101,7 @@ graded! {
             s.write_all(&vec![b'z'; n]).unwrap();
         });
         let fd = client(&addr, None);
-        let got = graceful_close(fd, Duration::from_secs(3)).unwrap_or_else(|e| panic!("graceful_close(fd, Duration::from_secs(3)) returned an error: {e}"));
+        let got = graceful_close(fd, Duration::from_secs(3)).unwrap_or_else(|e| panic!("graceful_close(fd, 3 s) on a connection whose server sends {n} bytes after the FIN, then closes, failed: {e}"));
         assert_eq!(got.len(), n, "the server sent {n} bytes after the client's FIN; graceful_close should read them all until EOF");
         assert!(got.iter().all(|&b| b == b'z'), "the server sent only b'z' bytes; graceful_close returned others");
         server.join_within(support::DEADLINE, "server");
@@ -118,11 +118,14 @@ graded! {
         let s = accept(&l);
         let limit = Duration::from_millis(300);
         let t = Instant::now();
-        let err = graceful_close(fd, limit).unwrap_err();
+        let result = graceful_close(fd, limit);
         let took = t.elapsed();
-        assert_eq!(err.errno(), Some(Errno::ETIMEDOUT), "got {err}");
-        assert!(took >= limit - Duration::from_millis(20), "gave up early: {took:?}");
-        assert!(took < Duration::from_secs(2), "gave up late: {took:?}");
+        let err = result.err().unwrap_or_else(|| {
+            panic!("graceful_close(fd, {limit:?}) returned Ok after {took:?}, but the server never sent FIN (it stays open and silent): it should fail with ETIMEDOUT")
+        });
+        assert_eq!(err.errno(), Some(Errno::ETIMEDOUT), "graceful_close(fd, {limit:?}) with a server that never closes failed after {took:?} with {err}: its errno (left) should be ETIMEDOUT (right)");
+        assert!(took >= limit - Duration::from_millis(20), "graceful_close(fd, {limit:?}) with a server that never closes gave up after {took:?}, before its deadline");
+        assert!(took < Duration::from_secs(2), "graceful_close(fd, {limit:?}) with a server that never closes gave up only after {took:?}: it should stop at its deadline");
         drop(s);
     }
 }
@@ -143,7 +146,7 @@ graded! {
         });
         // Small buffers: the bytes cannot all be waiting at once.
         let fd = client(&addr, Some(16 * 1024));
-        let left = how_peer_left(&fd, Duration::from_secs(3)).unwrap_or_else(|e| panic!("how_peer_left(&fd, Duration::from_secs(3)) returned an error: {e}"));
+        let left = how_peer_left(&fd, Duration::from_secs(3)).unwrap_or_else(|e| panic!("how_peer_left(fd, 3 s) with a server that writes {n} bytes then closes (FIN) failed: {e}"));
         server.join_within(support::DEADLINE, "server");
         assert_eq!(left, PeerLeft::Fin { bytes: n }, "the server wrote {n} bytes and closed (FIN): how_peer_left should count every byte, then see read() return 0");
     }
@@ -164,8 +167,8 @@ graded! {
         let fd = client(&addr, None);
         server.join_within(support::DEADLINE, "server");
         assert_eq!(
-            how_peer_left(&fd, Duration::from_secs(3)).unwrap_or_else(|e| panic!("how_peer_left(&fd, Duration::from_secs(3)) returned an error: {e}")),
-            PeerLeft::Reset { bytes: 0 }, "`how_peer_left(&fd, Duration::from_secs(3)).unwrap()` should be `PeerLeft::Reset {{ bytes: 0 }}`"
+            how_peer_left(&fd, Duration::from_secs(3)).unwrap_or_else(|e| panic!("how_peer_left(fd, 3 s) with a server that closed with SO_LINGER {{1, 0}} (RST) failed: {e}: a reset is an answer, not an error")),
+            PeerLeft::Reset { bytes: 0 }, "the server closed with SO_LINGER {{1, 0}}, sending RST and no data: how_peer_left's answer (left) should be Reset with 0 bytes (right); read() fails with ECONNRESET"
         );
 
         let (l, addr) = listener();
@@ -176,8 +179,8 @@ graded! {
         sockbook::kit::wait::wait_readable(&s, support::DEADLINE).unwrap();
         drop(s);
         assert_eq!(
-            how_peer_left(&fd, Duration::from_secs(3)).unwrap_or_else(|e| panic!("how_peer_left(&fd, Duration::from_secs(3)) returned an error: {e}")),
-            PeerLeft::Reset { bytes: 0 }, "`how_peer_left(&fd, Duration::from_secs(3)).unwrap()` should be `PeerLeft::Reset {{ bytes: 0 }}`"
+            how_peer_left(&fd, Duration::from_secs(3)).unwrap_or_else(|e| panic!("how_peer_left(fd, 3 s) with a server that closed with our bytes unread (RST) failed: {e}: a reset is an answer, not an error")),
+            PeerLeft::Reset { bytes: 0 }, "the client wrote a line, the server closed without reading it (so the kernel sends RST, not FIN), and sent no data: how_peer_left's answer (left) should be Reset with 0 bytes (right)"
         );
     }
 }
@@ -194,11 +197,11 @@ graded! {
         s.write_all(&vec![b'q'; n]).unwrap();
         let limit = Duration::from_millis(300);
         let t = Instant::now();
-        let left = how_peer_left(&fd, limit).unwrap_or_else(|e| panic!("how_peer_left(&fd, limit) returned an error: {e}"));
+        let left = how_peer_left(&fd, limit).unwrap_or_else(|e| panic!("how_peer_left(fd, {limit:?}) with a server that writes {n} bytes and stays open failed: {e}: silence is an answer, not an error"));
         let took = t.elapsed();
-        assert_eq!(left, PeerLeft::Silent { bytes: n }, "the peer wrote {n} bytes and then stayed silent, neither FIN nor RST, for longer than the {limit:?} limit");
-        assert!(took >= limit - Duration::from_millis(20), "returned early: {took:?}");
-        assert!(took < Duration::from_secs(2), "returned late: {took:?}");
+        assert_eq!(left, PeerLeft::Silent { bytes: n }, "the peer wrote {n} bytes and then stayed silent, neither FIN nor RST, for longer than the {limit:?} limit: how_peer_left's answer (left) should be Silent with those {n} bytes (right)");
+        assert!(took >= limit - Duration::from_millis(20), "how_peer_left(fd, {limit:?}) with a silent peer returned {left:?} after {took:?}, before its deadline");
+        assert!(took < Duration::from_secs(2), "how_peer_left(fd, {limit:?}) with a silent peer returned only after {took:?}: it should stop at its deadline");
         drop(s);
     }
 }
@@ -240,13 +243,13 @@ graded! {
         let input: Vec<u8> = (0..60_000)
             .flat_map(|i| format!("line {i} of the input, {}\n", i * 7919 % 104_729).into_bytes())
             .collect();
-        let got = half_close_exchange(&fd, &input, Duration::from_secs(4)).unwrap_or_else(|e| panic!("half_close_exchange(&fd, &input, Duration::from_secs(4)) returned an error: {e}"));
+        let got = half_close_exchange(&fd, &input, Duration::from_secs(4)).unwrap_or_else(|e| panic!("half_close_exchange(fd, {} bytes of input, 4 s) with an upper-casing server (64 KiB buffers) that answers as it reads failed: {e}", input.len()));
         let total = server.join_within(support::DEADLINE, "server");
-        assert_eq!(total, input.len(), "the server did not receive the whole input");
+        assert_eq!(total, input.len(), "the upper-casing server read this many bytes before EOF (left), but half_close_exchange was given {} bytes to send (right)", input.len());
         let mut expect = input.to_ascii_uppercase();
         expect.extend_from_slice(format!("done {}\n", input.len()).as_bytes());
         assert_eq!(got.len(), expect.len(), "{} bytes of input, upper-cased back plus a final \"done N\" line: half_close_exchange returned {} bytes, expected {}", input.len(), got.len(), expect.len());
-        assert!(got == expect, "the replies differ from the upper-cased input");
+        assert!(got == expect, "half_close_exchange returned the right number of bytes, but not the upper-cased input followed by \"done {}\\n\": first difference at byte {}", input.len(), got.iter().zip(&expect).position(|(a, b)| a != b).unwrap_or(got.len()));
     }
 }
 
@@ -267,13 +270,13 @@ graded! {
         });
         let fd = client(&addr, None);
         let input = format!("question {}\n", tag()).repeat(50);
-        let got = half_close_exchange(&fd, input.as_bytes(), Duration::from_secs(3)).unwrap_or_else(|e| panic!("half_close_exchange(&fd, input.as_bytes(), Duration::from_secs(3)) returned an error: {e}"));
+        let got = half_close_exchange(&fd, input.as_bytes(), Duration::from_secs(3)).unwrap_or_else(|e| panic!("half_close_exchange(fd, {} bytes of input, 3 s) with a server that answers only after reading EOF failed: {e}", input.len()));
         let reply = server.join_within(support::DEADLINE, "server");
-        assert_eq!(String::from_utf8_lossy(&got), reply, "`String::from_utf8_lossy(&got)` should be `reply`");
+        assert_eq!(String::from_utf8_lossy(&got), reply, "the client sent {} bytes; the server answers only once it reads EOF (the client's shutdown(SHUT_WR)), then closes: half_close_exchange returned left, the server sent right", input.len());
         let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL).unwrap();
         assert!(
             !nix::fcntl::OFlag::from_bits_truncate(flags).contains(nix::fcntl::OFlag::O_NONBLOCK),
-            "the socket is still nonblocking"
+            "after half_close_exchange returned, O_NONBLOCK is still set on the socket (fcntl F_GETFL): it must be put back in blocking mode"
         );
     }
 }
