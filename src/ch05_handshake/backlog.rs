@@ -61,7 +61,7 @@ pub fn listener_queues(listener: impl AsFd) -> Result<ListenQueues> {
 /// How many half-open entries (SYN_RECV in `/proc/net/tcp`) a listener on
 /// `port` has: the SYN queue (半连接队列) the seed describes.
 pub fn half_open_count(port: u16) -> Result<usize> {
-    Ok(kproc::read_tcp_table()?
+    Ok(kproc::entries_on_port(port)?
         .iter()
         .filter(|e| e.state == 3 && e.local.port() == port)
         .count())
