@@ -87,6 +87,12 @@ pub fn on_event(epoll: &Epoll, conn: &mut Conn, ready: EpollFlags) -> bool {
 ///    - a connection: [`on_event`]; if it says close, remove it from the
 ///      map, `epoll.delete` it, drop it, count `closed`. (An event for an
 ///      fd no longer in the map is stale: skip it.)
+/// 3. After the events, if the reserve lost its spare
+///    ([`Reserve::held`] is false: in a multi-threaded design another
+///    thread can take the fd number [`accept_all`] freed before it could
+///    reopen it), [`Reserve::restore`] it, ignoring a failure: a closed
+///    connection may have freed an fd by now, and a thread without its
+///    spare cannot shed the next connection it cannot hold.
 pub fn serve_lt(listener: BorrowedFd<'_>, stop: BorrowedFd<'_>, cfg: &Config) -> Result<Stats> {
     // BEGIN SOLUTION
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).call("epoll_create1(EPOLL_CLOEXEC)")?;
@@ -147,6 +153,9 @@ pub fn serve_lt(listener: BorrowedFd<'_>, stop: BorrowedFd<'_>, cfg: &Config) ->
                     }
                 }
             }
+        }
+        if !reserve.held() {
+            let _ = reserve.restore();
         }
     }
     // END SOLUTION
