@@ -226,7 +226,7 @@ fn late_reader(server: &Server, total: usize) {
     let fd = socket::socket(
         AddressFamily::Inet,
         SockType::Stream,
-        SockFlag::empty(),
+        SockFlag::SOCK_CLOEXEC,
         None,
     )
     .unwrap();
@@ -507,7 +507,7 @@ graded! {
     points = 2;
     fn connect_within_reports_the_real_error() {
         // A port with a socket bound but not listening: the SYN gets a RST.
-        let closed = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).unwrap();
+        let closed = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
         socket::bind(closed.as_raw_fd(), &support::loopback_any()).unwrap();
         let at: SockaddrStorage = socket::getsockname(closed.as_raw_fd()).unwrap();
         let expected = TcpStream::connect_timeout(&std_addr(&at), DEADLINE)
@@ -543,7 +543,7 @@ graded! {
     secs = 15;
     fn connect_within_gives_up_at_its_deadline() {
         // listen(fd, 0): the accept queue holds 1; further SYNs are dropped.
-        let full = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).unwrap();
+        let full = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
         socket::bind(full.as_raw_fd(), &support::loopback_any()).unwrap();
         // SAFETY: listen on a bound socket we own.
         assert_eq!(unsafe { libc::listen(full.as_raw_fd(), 0) }, 0);

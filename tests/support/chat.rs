@@ -31,7 +31,9 @@ use sockbook::kit::{narrate, net};
 
 use super::chat_server::{Config, Event, Kind, Stats, Why, serve};
 use super::support::server_process::ServerProcess;
-use super::support::{Background, DEADLINE, open_sockets_on_port, std_addr, std_client};
+use super::support::{
+    Background, DEADLINE, open_sockets_on_port, std_addr, std_client, tcp_inodes_with_local_port,
+};
 
 // ---------------------------------------------------------------------------
 // A server under test, on a background thread, stopped by closing a pipe.
@@ -1038,18 +1040,30 @@ impl Child {
     }
 
     /// The child's open socket fds, by number, from /proc.
+    /// Only the sockets on the server's port (the listener and its
+    /// clients): a socket another test of this process left inheritable
+    /// may sit in the child too, and is none of its doing.
     pub fn socket_fds(&self) -> Vec<usize> {
-        std::fs::read_dir(format!("/proc/{}/fd", self.server.pid))
+        let ours = tcp_inodes_with_local_port(self.addr.port());
+        let mut fds: Vec<usize> = std::fs::read_dir(format!("/proc/{}/fd", self.server.pid))
             .unwrap()
             .filter_map(|e| {
                 let e = e.ok()?;
                 let target = std::fs::read_link(e.path()).ok()?;
-                target
+                let inode: u64 = target
                     .to_string_lossy()
-                    .starts_with("socket:[")
-                    .then(|| e.file_name().to_string_lossy().parse().ok())?
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .parse()
+                    .ok()?;
+                if !ours.contains(&inode) {
+                    return None;
+                }
+                e.file_name().to_string_lossy().parse().ok()
             })
-            .collect()
+            .collect();
+        fds.sort_unstable();
+        fds
     }
 
     pub fn fd_count_below(&self, limit: usize) -> usize {
