@@ -303,6 +303,12 @@ fn ch09_epoll_exclusive() {
 }
 
 #[test]
+fn ch09_epoll_chat_server() {
+    let server = Server::new("ch09 epoll chat", CH09, &["chat"]).probe(chat_probe);
+    BadClients::new(server).run();
+}
+
+#[test]
 fn ch09_epoll_idle_timeouts() {
     BadClients::new(ch09("ch09 epoll idle", &["--idle-ms", "3000"])).run();
 }

@@ -930,9 +930,15 @@ graded! {
     }
 }
 
-/// A signal handler that does nothing: its only effect is to interrupt
-/// the system call the thread it hits is blocked in.
-extern "C" fn ignore_signal(_: libc::c_int) {}
+/// How many times [`count_signal`] has run.
+static SIGNALS_HANDLED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A signal handler that only counts: its effect is to interrupt the
+/// system call the thread it hits is blocked in. (A lock-free atomic is
+/// async-signal-safe.)
+extern "C" fn count_signal(_: libc::c_int) {
+    SIGNALS_HANDLED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
 
 /// The state letter of thread `tid` of this process (`R`, `S`…), from
 /// `/proc/self/task/TID/stat`.
@@ -954,7 +960,7 @@ graded! {
         // handler does nothing, so it is async-signal-safe.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = ignore_signal as *const () as libc::sighandler_t;
+            sa.sa_sigaction = count_signal as *const () as libc::sighandler_t;
             sa.sa_flags = libc::SA_RESTART;
             assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
         }
@@ -966,10 +972,18 @@ graded! {
             // Idle, the server thread can only be asleep in epoll_wait.
             let asleep = eventually(DEADLINE, || thread_state(tid) == 'S');
             assert!(asleep, "the idle server thread {tid} never went to sleep (state {})", thread_state(tid));
+            let handled = SIGNALS_HANDLED.load(std::sync::atomic::Ordering::SeqCst);
             // SAFETY: tgkill sends a signal to one thread of this process;
             // the handler above is installed.
             let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGUSR1) };
             assert_eq!(rc, 0, "tgkill({tid}, SIGUSR1): {}", Errno::last());
+            // Send only once the handler has run: epoll_wait has returned
+            // EINTR by then. (Data arriving first would make it return the
+            // event instead, and the signal would prove nothing.)
+            let ran = eventually(DEADLINE, || {
+                SIGNALS_HANDLED.load(std::sync::atomic::Ordering::SeqCst) > handled
+            });
+            assert!(ran, "the SIGUSR1 handler never ran in the server thread {tid}");
             a.send(&format!("after signal {i}\n"));
             let want = chat::said(&a, &format!("after signal {i}"));
             let got = b.line_within(DEADLINE);

@@ -190,14 +190,31 @@ fn chat(args: &Args) -> Result<()> {
     let listening = net::tcp_listen("server", &addr, 1024);
     narrate::set_quiet(false);
     let (listener, bound) = listening?;
-    println!("listening on {bound}");
-    say!(
-        "server",
-        "chat on epoll(7), listener fd {}, stop on signalfd {}; RLIMIT_NOFILE soft {old} -> {soft}, no FD_SETSIZE limit",
-        listener.as_raw_fd(),
-        stop.fd().as_raw_fd()
-    );
-    let stats = super::serve_epoll(listener, stop.fd(), crate::ch04_select::Config::default())?;
+    let lfd = listener.as_raw_fd();
+    // As in `server`: announce the address once the loop has its epoll
+    // set, so whoever counts our fds after `listening on` sees them all.
+    let sets_before = fds_named("anon_inode:[eventpoll]");
+    let stats = std::thread::scope(|s| -> Result<crate::ch04_select::Stats> {
+        let server = s.spawn(|| {
+            super::serve_epoll(listener, stop.fd(), crate::ch04_select::Config::default())
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while fds_named("anon_inode:[eventpoll]") <= sets_before
+            && !server.is_finished()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        println!("listening on {bound}");
+        say!(
+            "server",
+            "chat on epoll(7), listener fd {lfd}, stop on signalfd {}; RLIMIT_NOFILE soft {old} -> {soft}, no FD_SETSIZE limit",
+            stop.fd().as_raw_fd()
+        );
+        server
+            .join()
+            .unwrap_or_else(|_| Err(crate::kit::Error::msg("the server thread panicked")))
+    })?;
     crate::ch04_select::cli::report(&stats);
     Ok(())
 }
