@@ -336,7 +336,7 @@ pub fn basic_chat(kind: Kind) {
 }
 
 /// A client that sends half a line and stalls blocks nobody; its line
-/// goes out whole when it finishes it (select and poll).
+/// goes out whole when it finishes it.
 pub fn stalled_client_blocks_nobody(kind: Kind) {
     let server = Server::start(kind, Config::default());
     let mut s = Chatter::join(&server);
@@ -460,7 +460,7 @@ pub fn non_reader_is_disconnected_and_blocks_nobody(kind: Kind) {
 
 /// A slow reader gets every line once it reads: what the kernel would
 /// not take at once waits in its output buffer and goes out when the
-/// loop sees its socket writable again (select's write set, POLLOUT).
+/// loop sees its socket writable again (select's write set, POLLOUT, EPOLLOUT).
 pub fn slow_reader_gets_every_line_once_it_reads(kind: Kind) {
     // The server's sockets get a small send buffer (set on the
     // listener, inherited by accept, and so not grown by the kernel),
@@ -548,7 +548,7 @@ pub fn pending_output_sleeps_and_keeps_order(kind: Kind) {
         server_ns * 4 < spinner_ns,
         "{kind:?}: with output pending for a client that does not read, and nothing \
          else happening, the server thread used {} ms of CPU in {wall:?} while a thread \
-         spinning beside it got {} ms: the loop is busy, not asleep in select/poll. \
+         spinning beside it got {} ms: the loop is busy, not asleep in select/poll/epoll_wait. \
          Watch a client for writing only while its output buffer holds bytes \
          (wants_write), and never retry a send until it succeeds. \
          (By hand: `top -H` shows the server thread at 100 %.)",
@@ -709,8 +709,7 @@ pub fn abrupt_resets_are_survived(kind: Kind) {
 }
 
 /// 200 clients connect at once; every one is welcomed, every line
-/// reaches the 199 others, and every socket is closed after (select and
-/// poll).
+/// reaches the 199 others, and every socket is closed after.
 pub fn two_hundred_clients_at_once(kind: Kind) {
     let mut server = Server::start(kind, Config::default());
     let deadline = Instant::now() + Duration::from_secs(6);
@@ -786,7 +785,7 @@ pub fn thread_cpu_ns(tid: i32) -> u64 {
 /// Compare the server thread's CPU time with a thread that spins on
 /// purpose (this one) over the same stretch of time: a loop that never
 /// sleeps gets about the share of a CPU the spinner gets, whatever else the
-/// machine is doing; a loop that sleeps in select/poll gets next to none.
+/// machine is doing; a loop that sleeps in its wait gets next to none.
 /// Returns (server ns, spinner ns, wall time).
 pub fn cpu_beside_a_spinner(server_tid: i32) -> (u64, u64, Duration) {
     let me = nix::unistd::gettid().as_raw();
