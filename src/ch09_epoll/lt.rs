@@ -91,8 +91,11 @@ pub fn on_event(epoll: &Epoll, conn: &mut Conn, ready: EpollFlags) -> bool {
 ///    ([`Reserve::held`] is false: in a multi-threaded design another
 ///    thread can take the fd number [`accept_all`] freed before it could
 ///    reopen it), [`Reserve::restore`] it, ignoring a failure: a closed
-///    connection may have freed an fd by now, and a thread without its
-///    spare cannot shed the next connection it cannot hold.
+///    connection may have freed an fd by now. While the spare stays lost,
+///    this thread cannot shed a connection it cannot hold, and its
+///    readable listener would wake it at once, for ever: take the listener
+///    out of the set (`epoll.delete`) and wait with a timeout (100 ms) to
+///    try again; add it back (same flags) once the spare is back.
 pub fn serve_lt(listener: BorrowedFd<'_>, stop: BorrowedFd<'_>, cfg: &Config) -> Result<Stats> {
     // BEGIN SOLUTION
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).call("epoll_create1(EPOLL_CLOEXEC)")?;
@@ -116,8 +119,15 @@ pub fn serve_lt(listener: BorrowedFd<'_>, stop: BorrowedFd<'_>, cfg: &Config) ->
     let mut conns: HashMap<RawFd, Conn> = HashMap::new();
     let mut stats = Stats::default();
     let mut events = vec![EpollEvent::empty(); 256];
+    // The listener is out of the set while the spare is lost (step 3).
+    let mut paused = false;
     loop {
-        let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
+        let wait = if paused {
+            EpollTimeout::from(100u16)
+        } else {
+            EpollTimeout::NONE
+        };
+        let n = match epoll.wait(&mut events, wait) {
             Ok(n) => n,
             Err(Errno::EINTR) => continue,
             Err(errno) => return Err(Error::sys("epoll_wait", errno)),
@@ -156,6 +166,18 @@ pub fn serve_lt(listener: BorrowedFd<'_>, stop: BorrowedFd<'_>, cfg: &Config) ->
         }
         if !reserve.held() {
             let _ = reserve.restore();
+        }
+        if reserve.held() == paused {
+            if paused {
+                epoll
+                    .add(listener, EpollEvent::new(lflags, LISTENER))
+                    .call("epoll_ctl(ADD, listener) with the spare fd back")?;
+            } else {
+                epoll
+                    .delete(listener)
+                    .call("epoll_ctl(DEL, listener) while the spare fd is lost")?;
+            }
+            paused = !paused;
         }
     }
     // END SOLUTION
