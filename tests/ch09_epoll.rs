@@ -677,6 +677,27 @@ graded! {
             flood.len(),
             share * 100.0
         );
+        // The clients it cannot hold (at least all but `limit` of them) have
+        // been shed by now: accepted and closed, so they read EOF.
+        let shed = flood
+            .iter()
+            .filter(|s| {
+                s.set_nonblocking(true).unwrap();
+                match s.peek(&mut [0u8; 1]) {
+                    Ok(0) => true,
+                    Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+                    Ok(_) => false,
+                }
+            })
+            .count();
+        let must = flood.len() - limit as usize;
+        assert!(
+            shed >= must,
+            "out of fds (RLIMIT_NOFILE {limit}) with {} clients connected, only {shed} of them had \
+             been shed (read EOF) a second later; at least {must} cannot be held. Shed each one \
+             at once with the spare fd, and reopen the spare after each (accept_all)",
+            flood.len()
+        );
         drop(flood);
         // Once the flood has gone the server must serve again.
         let mut ok = false;

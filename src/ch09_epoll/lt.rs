@@ -87,15 +87,14 @@ pub fn on_event(epoll: &Epoll, conn: &mut Conn, ready: EpollFlags) -> bool {
 ///    - a connection: [`on_event`]; if it says close, remove it from the
 ///      map, `epoll.delete` it, drop it, count `closed`. (An event for an
 ///      fd no longer in the map is stale: skip it.)
-/// 3. After the events, if the reserve lost its spare
-///    ([`Reserve::held`] is false: in a multi-threaded design another
-///    thread can take the fd number [`accept_all`] freed before it could
-///    reopen it), [`Reserve::restore`] it, ignoring a failure: a closed
-///    connection may have freed an fd by now. While the spare stays lost,
-///    this thread cannot shed a connection it cannot hold, and its
-///    readable listener would wake it at once, for ever: take the listener
-///    out of the set (`epoll.delete`) and wait with a timeout (100 ms) to
-///    try again; add it back (same flags) once the spare is back.
+/// 3. After the events: if the reserve lost its spare ([`Reserve::held`]
+///    is false: in a multi-threaded design another thread can take the fd
+///    number [`accept_all`] freed before it could reopen it), this thread
+///    cannot shed a connection it cannot hold, and its readable listener
+///    would wake it at once, for ever. Take the listener out of the set
+///    (`epoll.delete`) and wait with a timeout (100 ms); after each wait
+///    while paused, [`Reserve::restore`] (ignore a failure: still no fd),
+///    and once the spare is back add the listener again (same flags).
 pub fn serve_lt(listener: BorrowedFd<'_>, stop: BorrowedFd<'_>, cfg: &Config) -> Result<Stats> {
     // BEGIN SOLUTION
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).call("epoll_create1(EPOLL_CLOEXEC)")?;
@@ -164,7 +163,7 @@ pub fn serve_lt(listener: BorrowedFd<'_>, stop: BorrowedFd<'_>, cfg: &Config) ->
                 }
             }
         }
-        if !reserve.held() {
+        if paused {
             let _ = reserve.restore();
         }
         if reserve.held() == paused {
