@@ -1,8 +1,8 @@
 //! Chapter 4's chat server, moved to epoll.
 //!
-//! Everything a connection needs stays in chapter 4's
-//! [`Chat`](crate::ch04_select::Chat): the input and bounded output
-//! buffers, the framing, the broadcast, who is dropped and why. Only the
+//! Everything a connection needs stays in chapter 4's [`Chat`] (the input
+//! and bounded output buffers, the framing, the broadcast, who is dropped
+//! and why). Only the
 //! waiting changes. `select` and `poll` are told the whole interest set on
 //! every call; epoll keeps it in the kernel, so this loop must keep it *in
 //! step*: add a client when it joins, change its events
