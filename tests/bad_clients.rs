@@ -285,7 +285,6 @@ fn ch09_epoll_edge_triggered() {
 }
 
 #[test]
-#[ignore = "FdExhaustion probe races the threads: the suite probes once, right after the flood closes; one thread may still be at RLIMIT_NOFILE and shed it (reserve fd) while another is closing its share of the flood (ch09 report)"]
 fn ch09_epoll_reuseport() {
     BadClients::new(ch09(
         "ch09 epoll reuseport",
@@ -295,13 +294,18 @@ fn ch09_epoll_reuseport() {
 }
 
 #[test]
-#[ignore = "FdExhaustion probe races the threads: the suite probes once, right after the flood closes; one thread may still be at RLIMIT_NOFILE and shed it (reserve fd) while another is closing its share of the flood (ch09 report)"]
 fn ch09_epoll_exclusive() {
     BadClients::new(ch09(
         "ch09 epoll exclusive",
         &["--design", "exclusive", "--threads", "3"],
     ))
     .run();
+}
+
+#[test]
+fn ch09_epoll_chat_server() {
+    let server = Server::new("ch09 epoll chat", CH09, &["chat"]).probe(chat_probe);
+    BadClients::new(server).run();
 }
 
 #[test]

@@ -1,12 +1,48 @@
 //! Graded tests for chapter 9: the level- and edge-triggered epoll echo
-//! servers, the nonblocking connect with a deadline, EMFILE survival and
-//! idle timeouts. The clients are independent of the chapter's code
-//! (`std::net`, raw `libc`), and CPU use is read from `/proc`
-//! (`schedstat`: the time a thread was running or waiting to run, which
-//! tells a busy loop from a sleeping server however loaded the machine is).
+//! servers, the nonblocking connect with a deadline, EMFILE survival,
+//! idle timeouts, and chapter 4's chat server on epoll. The clients are
+//! independent of the chapter's code (`std::net`, raw `libc`), and CPU use
+//! is read from `/proc` (`schedstat`: the time a thread was running or
+//! waiting to run, which tells a busy loop from a sleeping server however
+//! loaded the machine is).
+//!
+//! The chat tests (assignment 6) run chapter 4's own chat tests
+//! (`support/chat.rs`) on [`epoll_loop`](sockbook::ch09_epoll::epoll_loop).
+//! They depend on chapter 4's chat assignments being solved too: the loop
+//! only waits, chapter 4's `Chat` does the rest.
 
 #[macro_use]
 mod support;
+
+/// What the shared chat harness (`support/chat.rs`) runs here: chapter 4's
+/// chat types and this chapter's epoll loop.
+mod chat_server {
+    use std::io::PipeReader;
+    use std::os::fd::OwnedFd;
+
+    pub use sockbook::ch04_select::{Config, Event, Stats, Why};
+
+    /// The loop of this chapter.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Kind {
+        Epoll,
+    }
+
+    /// Serve chat with `kind` until `stop` is readable.
+    pub fn serve(
+        kind: Kind,
+        listener: OwnedFd,
+        stop: PipeReader,
+        config: Config,
+    ) -> sockbook::kit::Result<Stats> {
+        match kind {
+            Kind::Epoll => sockbook::ch09_epoll::serve_epoll(listener, stop, config),
+        }
+    }
+}
+
+#[path = "support/chat.rs"]
+mod chat;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -190,7 +226,7 @@ fn late_reader(server: &Server, total: usize) {
     let fd = socket::socket(
         AddressFamily::Inet,
         SockType::Stream,
-        SockFlag::empty(),
+        SockFlag::SOCK_CLOEXEC,
         None,
     )
     .unwrap();
@@ -471,7 +507,7 @@ graded! {
     points = 2;
     fn connect_within_reports_the_real_error() {
         // A port with a socket bound but not listening: the SYN gets a RST.
-        let closed = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).unwrap();
+        let closed = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
         socket::bind(closed.as_raw_fd(), &support::loopback_any()).unwrap();
         let at: SockaddrStorage = socket::getsockname(closed.as_raw_fd()).unwrap();
         let expected = TcpStream::connect_timeout(&std_addr(&at), DEADLINE)
@@ -507,7 +543,7 @@ graded! {
     secs = 15;
     fn connect_within_gives_up_at_its_deadline() {
         // listen(fd, 0): the accept queue holds 1; further SYNs are dropped.
-        let full = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).unwrap();
+        let full = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
         socket::bind(full.as_raw_fd(), &support::loopback_any()).unwrap();
         // SAFETY: listen on a bound socket we own.
         assert_eq!(unsafe { libc::listen(full.as_raw_fd(), 0) }, 0);
@@ -641,6 +677,27 @@ graded! {
             flood.len(),
             share * 100.0
         );
+        // The clients it cannot hold (at least all but `limit` of them) have
+        // been shed by now: accepted and closed, so they read EOF.
+        let shed = flood
+            .iter()
+            .filter(|s| {
+                s.set_nonblocking(true).unwrap();
+                match s.peek(&mut [0u8; 1]) {
+                    Ok(0) => true,
+                    Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+                    Ok(_) => false,
+                }
+            })
+            .count();
+        let must = flood.len() - limit as usize;
+        assert!(
+            shed >= must,
+            "out of fds (RLIMIT_NOFILE {limit}) with {} clients connected, only {shed} of them had \
+             been shed (read EOF) a second later; at least {must} cannot be held. Shed each one \
+             at once with the spare fd, and reopen the spare after each (accept_all)",
+            flood.len()
+        );
         drop(flood);
         // Once the flood has gone the server must serve again.
         let mut ok = false;
@@ -738,6 +795,244 @@ graded! {
             idle * 3
         );
         drop(busy);
+        server.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Assignment 6: chapter 4's chat server on epoll. The same tests as chapter
+// 4's select and poll loops (support/chat.rs), and what only epoll can get
+// wrong. These need chapter 4's chat assignments solved as well.
+
+const EPOLL: chat_server::Kind = chat_server::Kind::Epoll;
+
+graded! {
+    /// The epoll loop serves chapter 4's chat: lines split and broadcast
+    /// with the sender's address, departures, the counters.
+    points = 2;
+    fn epoll_chat_serves_the_same_chat() {
+        chat::basic_chat(EPOLL);
+    }
+}
+
+graded! {
+    /// A client that sends half a line and stalls blocks nobody (epoll).
+    points = 1;
+    fn epoll_chat_stalled_client_blocks_nobody() {
+        chat::stalled_client_blocks_nobody(EPOLL);
+    }
+}
+
+graded! {
+    /// A client that never reads is disconnected when its output buffer is
+    /// full; everyone else is served meanwhile (epoll).
+    points = 1;
+    fn epoll_chat_non_reader_is_disconnected() {
+        chat::non_reader_is_disconnected_and_blocks_nobody(EPOLL);
+    }
+}
+
+graded! {
+    /// A slow reader gets every line once it reads: its writable interest
+    /// is turned on (EPOLL_CTL_MOD) while output waits.
+    points = 2;
+    fn epoll_chat_slow_reader_gets_every_line() {
+        chat::slow_reader_gets_every_line_once_it_reads(EPOLL);
+    }
+}
+
+graded! {
+    /// A client that half-closes while lines wait in its output buffer gets
+    /// them all before it is closed: after its EOF the loop drops read
+    /// interest, keeps EPOLLOUT while output waits, then closes (epoll).
+    points = 1;
+    fn epoll_chat_half_closed_client_still_gets_its_queued_lines() {
+        chat::half_closed_client_still_gets_its_queued_lines(EPOLL);
+    }
+}
+
+graded! {
+    /// While output waits for a client that does not read, the epoll loop
+    /// sleeps (EPOLLOUT only while output is pending, measured against a
+    /// spinning thread), and the lines keep their order.
+    points = 2;
+    secs = 30;
+    fn epoll_chat_pending_output_sleeps() {
+        chat::pending_output_sleeps_and_keeps_order(EPOLL);
+    }
+}
+
+graded! {
+    /// A flood is served whole and in order; an overlong line is dropped
+    /// (epoll).
+    points = 1;
+    fn epoll_chat_flood_is_served_whole() {
+        chat::flood_is_served_whole_and_overlong_line_dropped(EPOLL);
+    }
+}
+
+graded! {
+    /// Clients that reset at any moment are dropped and closed; the others
+    /// go on (epoll).
+    points = 1;
+    fn epoll_chat_abrupt_resets_are_survived() {
+        chat::abrupt_resets_are_survived(EPOLL);
+    }
+}
+
+graded! {
+    /// 200 clients at once, every line to the 199 others (epoll).
+    points = 1;
+    secs = 15;
+    fn epoll_chat_two_hundred_clients_at_once() {
+        chat::two_hundred_clients_at_once(EPOLL);
+    }
+}
+
+graded! {
+    /// `ch09_epoll chat` serves 1,500 clients: no FD_SETSIZE wall.
+    points = 1;
+    secs = 20;
+    fn epoll_chat_serves_1500() {
+        chat::child_serves_many(EPOLL, BIN, &["chat", "--addr", "127.0.0.1:0"], 1500);
+    }
+}
+
+graded! {
+    /// A client that leaves frees its fd number, and `accept` gives that
+    /// number to the next client: the loop must have forgotten the old
+    /// registration (EPOLL_CTL_DEL and its own map), or the new client
+    /// looks registered already and is never read. The server runs as a
+    /// child so that its fd numbers are its own.
+    points = 2;
+    fn epoll_chat_serves_a_client_on_a_reused_fd() {
+        let server = chat::Child::start(BIN, &["chat", "--addr", "127.0.0.1:0"]);
+        let connect = || {
+            let s = TcpStream::connect_timeout(&server.addr, DEADLINE)
+                .unwrap_or_else(|e| panic!("connect to the chat child at {}: {e}", server.addr));
+            s.set_read_timeout(Some(DEADLINE)).unwrap();
+            let mut c = chat::Chatter::from(s);
+            let welcome = c.line();
+            assert!(welcome.starts_with("* welcome "), "expected a welcome, got {welcome:?}");
+            c
+        };
+        let mut a = connect();
+        for round in 0..3 {
+            let c = connect();
+            let with_c = server.socket_fds();
+            let c_addr = c.local.clone();
+            drop(c);
+            let closed = eventually(DEADLINE, || server.socket_fds().len() == with_c.len() - 1);
+            assert!(
+                closed,
+                "round {round}: {c_addr} closed its connection; the server still holds {:?} \
+                 (/proc/{}/fd sockets), it held {with_c:?} with it",
+                server.socket_fds(),
+                server.server.pid
+            );
+            let mut d = connect();
+            let with_d = server.socket_fds();
+            assert_eq!(
+                with_d, with_c,
+                "round {round}: precondition: the next client should get the fd number the \
+                 last one freed (accept gives the lowest free fd)"
+            );
+            d.send(&format!("d in round {round}\n"));
+            let want = chat::said(&d, &format!("d in round {round}"));
+            let mut got = String::new();
+            let ok = (0..2).any(|_| {
+                got = a.line_within(Duration::from_secs(2));
+                got == want
+            });
+            assert!(
+                ok,
+                "round {round}: a client got the fd number of one that had just left \
+                 ({with_d:?} in /proc/{}/fd) and said {want:?}; the other client got {got:?}. \
+                 The loop still took the old registration for the new client's: a departed \
+                 fd must leave the epoll set and the loop's map before it is closed",
+                server.server.pid
+            );
+            a.send(&format!("a in round {round}\n"));
+            assert_eq!(d.line(), chat::said(&a, &format!("a in round {round}")), "round {round}: d");
+        }
+        drop(a);
+        let (status, _) = server.terminate();
+        assert!(status.success(), "the chat child's exit status after SIGTERM: {status}");
+    }
+}
+
+/// How many times [`count_signal`] has run.
+static SIGNALS_HANDLED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A signal handler that only counts: its effect is to interrupt the
+/// system call the thread it hits is blocked in. (A lock-free atomic is
+/// async-signal-safe.)
+extern "C" fn count_signal(_: libc::c_int) {
+    SIGNALS_HANDLED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The state letter of thread `tid` of this process (`R`, `S`…), from
+/// `/proc/self/task/TID/stat`.
+fn thread_state(tid: i32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+    stat.rsplit(')')
+        .next()
+        .and_then(|rest| rest.trim_start().chars().next())
+        .unwrap_or('?')
+}
+
+graded! {
+    /// A signal caught while the loop sleeps in epoll_wait makes it return
+    /// EINTR (even with SA_RESTART, see signal(7)); the loop waits again
+    /// and the chat goes on.
+    points = 1;
+    fn epoll_chat_survives_eintr() {
+        // SAFETY: a zeroed sigaction is valid (empty mask, no flags); the
+        // handler does nothing, so it is async-signal-safe.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = count_signal as *const () as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESTART;
+            assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+        }
+        let server = chat::Server::start(EPOLL, chat_server::Config::default());
+        let mut a = chat::Chatter::join(&server);
+        let mut b = chat::Chatter::join(&server);
+        let tid = server.tid.load(std::sync::atomic::Ordering::SeqCst);
+        for i in 0..3 {
+            // Idle, the server thread can only be asleep in epoll_wait.
+            let asleep = eventually(DEADLINE, || thread_state(tid) == 'S');
+            assert!(asleep, "the idle server thread {tid} never went to sleep (state {})", thread_state(tid));
+            let handled = SIGNALS_HANDLED.load(std::sync::atomic::Ordering::SeqCst);
+            // SAFETY: tgkill sends a signal to one thread of this process;
+            // the handler above is installed.
+            let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGUSR1) };
+            assert_eq!(rc, 0, "tgkill({tid}, SIGUSR1): {}", Errno::last());
+            // Send only once the handler has run: epoll_wait has returned
+            // EINTR by then. (Data arriving first would make it return the
+            // event instead, and the signal would prove nothing.)
+            let ran = eventually(DEADLINE, || {
+                SIGNALS_HANDLED.load(std::sync::atomic::Ordering::SeqCst) > handled
+            });
+            assert!(ran, "the SIGUSR1 handler never ran in the server thread {tid}");
+            a.send(&format!("after signal {i}\n"));
+            let want = chat::said(&a, &format!("after signal {i}"));
+            let got = b.line_within(DEADLINE);
+            if got != want {
+                let ended = match server.thread.try_join() {
+                    Some(Ok(Err(e))) => format!("the server returned an error: {e}"),
+                    Some(Ok(Ok(_))) => "the server returned Ok, as if stopped".to_string(),
+                    Some(Err(_)) => "the server thread panicked".to_string(),
+                    None => "the server thread is still running".to_string(),
+                };
+                panic!(
+                    "SIGUSR1 (a handler with SA_RESTART) hit the server thread while it slept in \
+                     epoll_wait; then a said {want:?} and b got {got:?}; {ended}. epoll_wait \
+                     returns EINTR on a signal, SA_RESTART or not: wait again"
+                );
+            }
+        }
+        drop((a, b));
         server.stop();
     }
 }

@@ -336,6 +336,11 @@ pub struct Chat {
     accepting: bool,
     stats: Stats,
     who: &'static str,
+    /// Hold departing clients in `departed` instead of closing them at once
+    /// ([`Chat::park_departures`]).
+    park: bool,
+    /// Clients that left, not closed yet, and why.
+    departed: Vec<(Client, Why)>,
 }
 
 impl Chat {
@@ -350,7 +355,30 @@ impl Chat {
             accepting: true,
             stats: Stats::default(),
             who,
+            park: false,
+            departed: Vec::new(),
         })
+    }
+
+    /// From now on, a client that leaves is not closed at once: it waits,
+    /// off the client list, until the loop calls [`Chat::close_departed`].
+    /// For a loop that must do something with an fd *before* it is closed
+    /// (epoll: `EPOLL_CTL_DEL`), and whose bookkeeping by fd number must
+    /// not meet a reused number before it has heard of the departure. The
+    /// select and poll loops never call this: their clients close at once.
+    pub fn park_departures(&mut self) {
+        self.park = true;
+    }
+
+    /// Close every client that left since the last call (with
+    /// [`Chat::park_departures`] on): `before_close` gets each one's fd
+    /// while it is still open, then it is closed, logged, and its
+    /// [`Event::Left`] sent. Until then its fd number cannot be reused.
+    pub fn close_departed(&mut self, mut before_close: impl FnMut(BorrowedFd<'_>)) {
+        for (client, why) in std::mem::take(&mut self.departed) {
+            before_close(client.fd());
+            self.close(client, why);
+        }
     }
 
     /// The listening socket.
@@ -389,7 +417,7 @@ impl Chat {
         say!(
             self.who,
             "stopping: closing the listener and {} client connections",
-            self.clients.len()
+            self.clients.len() + self.departed.len()
         );
         self.stats
     }
@@ -610,17 +638,30 @@ impl Chat {
         }
     }
 
-    /// Close client `fd` (dropping its `OwnedFd`) and log why.
+    /// Take client `fd` off the list; close it (dropping its `OwnedFd`)
+    /// and log why, or, with [`Chat::park_departures`], leave that to
+    /// [`Chat::close_departed`].
     fn remove(&mut self, fd: RawFd, why: Why) {
         let Some(client) = self.clients.remove(&fd) else {
             return;
         };
+        if why != Why::Eof {
+            self.stats.dropped += 1;
+        }
+        if self.park {
+            self.departed.push((client, why));
+        } else {
+            self.close(client, why);
+        }
+    }
+
+    fn close(&mut self, client: Client, why: Why) {
+        let fd = client.raw_fd();
         let peer = client.peer.clone();
         drop(client); // close(fd)
         if why == Why::Eof {
             say!(self.who, "close({fd}): {peer} left: {why}");
         } else {
-            self.stats.dropped += 1;
             say!(self.who, "close({fd}): dropped {peer}: {why}");
         }
         if !self.accepting {

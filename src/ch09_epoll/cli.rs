@@ -35,6 +35,9 @@ USAGE:
                                 multi-threaded designs); --idle-ms: the idle-timeout
                                 server instead. Prints `listening on IP:PORT` first,
                                 Ctrl-C (SIGINT/SIGTERM) stops it. Default 127.0.0.1:7009
+    ch09_epoll chat [--addr A]  chapter 4's chat server on epoll (the same protocol as
+                                `ch04_select server`); prints `listening on IP:PORT`
+                                first, Ctrl-C stops it. Default 127.0.0.1:7009
     ch09_epoll c10k [--ns 100,1000,10000] [--busy 64] [--secs 2]
                                 N idle + a few busy connections: server CPU per round
                                 trip, chapter 4's poll loop vs epoll, servers in child
@@ -63,6 +66,10 @@ pub fn main() {
         Some("server") => {
             check(&args, &["--addr", "--design", "--threads", "--idle-ms"]);
             server(&args)
+        }
+        Some("chat") => {
+            check(&args, &["--addr"]);
+            chat(&args)
         }
         Some("c10k") => {
             check(&args, &["--ns", "--busy", "--secs"]);
@@ -169,6 +176,46 @@ fn server(args: &Args) -> Result<()> {
         stats.timed_out,
         stats.wakeups
     );
+    Ok(())
+}
+
+/// `chat [--addr A]`: chapter 4's chat server, on [`super::epoll_loop`].
+fn chat(args: &Args) -> Result<()> {
+    // Before any thread: block SIGINT/SIGTERM and read them from an fd.
+    let stop = Stop::on_ctrl_c()?;
+    let addr = args.addr_or(DEFAULT_ADDR)?;
+    let (old, soft) = crate::ch07_threads::server::raise_fd_limit()?;
+    // `listening on` comes first: the socket/bind/listen narration is muted.
+    narrate::set_quiet(true);
+    let listening = net::tcp_listen("server", &addr, 1024);
+    narrate::set_quiet(false);
+    let (listener, bound) = listening?;
+    let lfd = listener.as_raw_fd();
+    // As in `server`: announce the address once the loop has its epoll
+    // set, so whoever counts our fds after `listening on` sees them all.
+    let sets_before = fds_named("anon_inode:[eventpoll]");
+    let stats = std::thread::scope(|s| -> Result<crate::ch04_select::Stats> {
+        let server = s.spawn(|| {
+            super::serve_epoll(listener, stop.fd(), crate::ch04_select::Config::default())
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while fds_named("anon_inode:[eventpoll]") <= sets_before
+            && !server.is_finished()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        println!("listening on {bound}");
+        say!(
+            "server",
+            "chat on epoll(7), listener fd {lfd}, stop on signalfd {}; RLIMIT_NOFILE soft {old} -> {soft}, no FD_SETSIZE limit",
+            stop.fd().as_raw_fd()
+        );
+        server
+            .join()
+            .unwrap_or_else(|_| Err(crate::kit::Error::msg("the server thread panicked")))
+    })?;
+    crate::ch04_select::cli::report(&stats);
     Ok(())
 }
 

@@ -87,6 +87,14 @@ pub fn on_event(epoll: &Epoll, conn: &mut Conn, ready: EpollFlags) -> bool {
 ///    - a connection: [`on_event`]; if it says close, remove it from the
 ///      map, `epoll.delete` it, drop it, count `closed`. (An event for an
 ///      fd no longer in the map is stale: skip it.)
+/// 3. After the events: if the reserve lost its spare ([`Reserve::held`]
+///    is false: in a multi-threaded design another thread can take the fd
+///    number [`accept_all`] freed before it could reopen it), this thread
+///    cannot shed a connection it cannot hold, and its readable listener
+///    would wake it at once, for ever. Take the listener out of the set
+///    (`epoll.delete`) and wait with a timeout (100 ms); after each wait
+///    while paused, [`Reserve::restore`] (ignore a failure: still no fd),
+///    and once the spare is back add the listener again (same flags).
 pub fn serve_lt(listener: BorrowedFd<'_>, stop: BorrowedFd<'_>, cfg: &Config) -> Result<Stats> {
     // BEGIN SOLUTION
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).call("epoll_create1(EPOLL_CLOEXEC)")?;
@@ -110,8 +118,15 @@ pub fn serve_lt(listener: BorrowedFd<'_>, stop: BorrowedFd<'_>, cfg: &Config) ->
     let mut conns: HashMap<RawFd, Conn> = HashMap::new();
     let mut stats = Stats::default();
     let mut events = vec![EpollEvent::empty(); 256];
+    // The listener is out of the set while the spare is lost (step 3).
+    let mut paused = false;
     loop {
-        let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
+        let wait = if paused {
+            EpollTimeout::from(100u16)
+        } else {
+            EpollTimeout::NONE
+        };
+        let n = match epoll.wait(&mut events, wait) {
             Ok(n) => n,
             Err(Errno::EINTR) => continue,
             Err(errno) => return Err(Error::sys("epoll_wait", errno)),
@@ -147,6 +162,21 @@ pub fn serve_lt(listener: BorrowedFd<'_>, stop: BorrowedFd<'_>, cfg: &Config) ->
                     }
                 }
             }
+        }
+        if paused {
+            let _ = reserve.restore();
+        }
+        if reserve.held() == paused {
+            if paused {
+                epoll
+                    .add(listener, EpollEvent::new(lflags, LISTENER))
+                    .call("epoll_ctl(ADD, listener) with the spare fd back")?;
+            } else {
+                epoll
+                    .delete(listener)
+                    .call("epoll_ctl(DEL, listener) while the spare fd is lost")?;
+            }
+            paused = !paused;
         }
     }
     // END SOLUTION

@@ -2,6 +2,7 @@
 
 pub mod accept;
 pub mod c10k;
+pub mod chat;
 pub mod cli;
 pub mod conn;
 pub mod connect;
@@ -17,6 +18,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use nix::sys::socket::SockaddrStorage;
 
 pub use accept::{Accepted, Reserve, accept_all};
+pub use chat::{epoll_loop, serve_epoll};
 pub use conn::Conn;
 pub use connect::connect_within;
 pub use et::serve_et;

@@ -158,7 +158,7 @@ pub fn open_sockets_on_port(port: u16) -> usize {
 }
 
 /// Inodes of the entries in `/proc/net/tcp` and `tcp6` with local port `port`.
-fn tcp_inodes_with_local_port(port: u16) -> Vec<u64> {
+pub fn tcp_inodes_with_local_port(port: u16) -> Vec<u64> {
     let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
