@@ -620,6 +620,11 @@ fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool) -> R
     pending.drain(..end);
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
+    assert!(
+        status_line.starts_with("HTTP/1.1 "),
+        "a response on this HTTP/1.1 connection should start with `HTTP/1.1 NNN reason`; the \
+         status line is {status_line:?} (whole head {head:?})"
+    );
     let status = status_of(status_line, &head);
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
@@ -661,12 +666,11 @@ fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool) -> R
 /// whole head, for the message.
 fn status_of(status_line: &str, head: &str) -> u16 {
     status_line
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
+        .get(9..12)
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| {
             panic!(
-                "a response should start with `HTTP/1.1 NNN reason`; the status line is \
+                "a response should start with `HTTP/1.x NNN reason`; the status line is \
                  {status_line:?} (whole head {head:?})"
             )
         })
