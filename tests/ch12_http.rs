@@ -594,24 +594,31 @@ impl Raw {
     }
 }
 
-/// Read one response from `s` (bytes already read in `pending`).
-fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool) -> Raw {
+/// Read one response from `s` (bytes already read in `pending`); `what`
+/// names the request it answers, for the failure messages.
+fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool, what: &str) -> Raw {
     let mut buf = [0u8; 65536];
     let end = loop {
         if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
         }
         let n = s.read(&mut buf).unwrap_or_else(|e| {
+            let timeout = matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
             panic!(
-                "reading a response head from the server under test: {e} (a timeout: no answer \
-                     within {DEADLINE:?}); read so far {}",
+                "{what}: reading the response head from the server under test failed: {e}{}; \
+                 read so far {}",
+                if timeout {
+                    format!(" (no answer within {DEADLINE:?})")
+                } else {
+                    String::new()
+                },
                 show(pending)
             )
         });
         assert!(
             n > 0,
-            "the server under test closed the connection (EOF) before a whole response head \
-             (no blank line yet); read so far {}",
+            "{what}: the server under test closed the connection (EOF) before a whole response \
+             head (no blank line yet); read so far {}",
             show(pending)
         );
         pending.extend_from_slice(&buf[..n]);
@@ -622,7 +629,7 @@ fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool) -> R
     let status_line = lines.next().unwrap_or_default();
     assert!(
         status_line.starts_with("HTTP/1.1 "),
-        "a response on this HTTP/1.1 connection should start with `HTTP/1.1 NNN reason`; the \
+        "{what}: a response on this connection should start with `HTTP/1.1 NNN reason`; the \
          status line is {status_line:?} (whole head {head:?})"
     );
     let status = status_of(status_line, &head);
@@ -640,20 +647,20 @@ fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool) -> R
     } else {
         raw.header("content-length")
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("a status {status} response to a GET needs a Content-Length (keep-alive: the client must know where the body ends); the head was {head:?}"))
+            .unwrap_or_else(|| panic!("{what}: a status {status} response to a GET needs a Content-Length (keep-alive: the client must know where the body ends); the head was {head:?}"))
     };
     while pending.len() < length {
         let n = s.read(&mut buf).unwrap_or_else(|e| {
             panic!(
-                "reading a body of {length} bytes (Content-Length) from the server under test: {e} \
-                 after {} bytes; head {head:?}",
+                "{what}: reading a body of {length} bytes (Content-Length) from the server under \
+                 test failed: {e} after {} bytes; head {head:?}",
                 pending.len()
             )
         });
         assert!(
             n > 0,
-            "the server under test closed the connection (EOF) after {} of the {length} body bytes \
-             its Content-Length promised; head {head:?}",
+            "{what}: the server under test closed the connection (EOF) after {} of the {length} \
+             body bytes its Content-Length promised; head {head:?}",
             pending.len()
         );
         pending.extend_from_slice(&buf[..n]);
@@ -725,7 +732,12 @@ fn respond_over_tcp(root: &Path, raw_request: &[u8]) -> Vec<u8> {
             }
             Err(e) => panic!(
                 "respond({what}) then write_to on a nonblocking socket with a 4 KiB send buffer \
-                 failed: {e} (EAGAIN must be Ok(false), not an error)"
+                 failed: {e}{}",
+                if e.errno() == Some(nix::errno::Errno::EAGAIN) {
+                    " (a full socket buffer, EAGAIN, must be Ok(false), not an error)"
+                } else {
+                    ""
+                }
             ),
         }
         assert!(
@@ -877,7 +889,8 @@ graded! {
         };
         let mut pending = Vec::new();
         for (i, (k, head_only)) in plan.iter().chain(plan.iter()).enumerate() {
-            let r = read_response(&mut s, &mut pending, *head_only);
+            let method = if *head_only { "HEAD" } else { "GET" };
+            let r = read_response(&mut s, &mut pending, *head_only, &format!("pipelined response {i} (to {method} {}, 60 requests sent, the first 30 in one burst)", targets[*k]));
             if names[*k] == "missing" {
                 assert_eq!(r.status, 404, "pipelined response {i} (to {}, no such file): expected 404; got {}", targets[*k], r.describe());
                 continue;
@@ -916,7 +929,7 @@ graded! {
         let mut pending = Vec::new();
         for _ in 0..2 {
             s.write_all(b"GET /style.css HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
-            let r = read_response(&mut s, &mut pending, false);
+            let r = read_response(&mut s, &mut pending, false, "GET /style.css HTTP/1.0 with Connection: keep-alive");
             assert_eq!(r.header("connection").map(str::to_ascii_lowercase).as_deref(), Some("keep-alive"), "an HTTP/1.0 request with Connection: keep-alive: the response must say `Connection: keep-alive` (else the client closes); got {}", r.describe());
         }
         drop(s);
@@ -940,11 +953,11 @@ graded! {
         let mut idle = server.connect();
         idle.write_all(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
         let mut pending = Vec::new();
-        let r = read_response(&mut idle, &mut pending, false);
+        let r = read_response(&mut idle, &mut pending, false, "GET /style.css while a slowloris sends a head that never ends");
         assert_eq!(r.status, 200, "GET /style.css on the (to be) idle connection, while a slowloris sends a head that never ends: expected 200; got {}", r.describe());
         let mut fresh = server.connect();
         fresh.write_all(b"GET /a%20b.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-        let r = read_response(&mut fresh, &mut Vec::new(), false);
+        let r = read_response(&mut fresh, &mut Vec::new(), false, "GET /a%20b.txt from a client that connected while a slowloris waits");
         let want = server.file("a b.txt");
         assert!(r.body == want, "GET /a%20b.txt from a client that connected while a slowloris waits: expected the file {}; got {}", show(&want), r.describe());
         let started = Instant::now();
