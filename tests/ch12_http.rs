@@ -315,7 +315,8 @@ graded! {
                 let (_, parsed) = parser.feed(&chunk);
                 fed += chunk.len();
                 assert!(parser.line.len() <= Limits::default().max_request_line.max(Limits::default().max_header_line),
-                    "after {fed} bytes without LF the parser holds a {}-byte line", parser.line.len());
+                    "{} then {fed} bytes of 'a' without LF: the parser holds a {}-byte line, more than the line limit ({} bytes); check the limit before the LF arrives",
+                    show(prefix), parser.line.len(), Limits::default().max_request_line.max(Limits::default().max_header_line));
                 if parsed != Parsed::Incomplete {
                     result = parsed;
                     break;
@@ -630,7 +631,10 @@ fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool, what
     assert!(
         status_line.starts_with("HTTP/1.1 "),
         "{what}: a response on this connection should start with `HTTP/1.1 NNN reason`; the \
-         status line is {status_line:?} (whole head {head:?})"
+         status line is {} (whole head {}); bytes left over from the response before (a body \
+         longer than its Content-Length, or one sent after a HEAD)?",
+        show(status_line.as_bytes()),
+        show(head.as_bytes())
     );
     let status = status_of(status_line, &head);
     let headers: Vec<(String, String)> = lines
@@ -647,21 +651,28 @@ fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool, what
     } else {
         raw.header("content-length")
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{what}: a status {status} response to a GET needs a Content-Length (keep-alive: the client must know where the body ends); the head was {head:?}"))
+            .unwrap_or_else(|| panic!("{what}: a status {status} response to a GET needs a Content-Length (keep-alive: the client must know where the body ends); the head was {}", show(head.as_bytes())))
     };
     while pending.len() < length {
         let n = s.read(&mut buf).unwrap_or_else(|e| {
             panic!(
                 "{what}: reading a body of {length} bytes (Content-Length) from the server under \
-                 test failed: {e} after {} bytes; head {head:?}",
-                pending.len()
+                 test failed: {e}{} after {} bytes; head {}",
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+                    format!(" (no more bytes within {DEADLINE:?})")
+                } else {
+                    String::new()
+                },
+                pending.len(),
+                show(head.as_bytes())
             )
         });
         assert!(
             n > 0,
             "{what}: the server under test closed the connection (EOF) after {} of the {length} \
-             body bytes its Content-Length promised; head {head:?}",
-            pending.len()
+             body bytes its Content-Length promised; head {}",
+            pending.len(),
+            show(head.as_bytes())
         );
         pending.extend_from_slice(&buf[..n]);
     }
@@ -678,7 +689,9 @@ fn status_of(status_line: &str, head: &str) -> u16 {
         .unwrap_or_else(|| {
             panic!(
                 "a response should start with `HTTP/1.x NNN reason`; the status line is \
-                 {status_line:?} (whole head {head:?})"
+                 {} (whole head {})",
+                show(status_line.as_bytes()),
+                show(head.as_bytes())
             )
         })
 }
@@ -776,8 +789,9 @@ fn parse_all(bytes: &[u8], head_only: bool) -> Raw {
     if head_only {
         assert!(
             raw.body.is_empty(),
-            "a HEAD response must carry no body; it carried {} body bytes after the head {head:?}",
-            raw.body.len()
+            "a HEAD response must carry no body; it carried {} body bytes after the head {}",
+            raw.body.len(),
+            show(head.as_bytes())
         );
     }
     raw
@@ -881,9 +895,16 @@ graded! {
             let mut s = s.try_clone().unwrap();
             let burst = burst.clone();
             Background::spawn("writer", move || {
-                s.write_all(&burst).unwrap();
+                let broke = |e: std::io::Error, how: &str| -> ! {
+                    panic!(
+                        "the client writing the 60 pipelined requests ({how}): write failed: {e}; the \
+                         server closed or reset the connection before reading them all"
+                    )
+                };
+                s.write_all(&burst).unwrap_or_else(|e| broke(e, "the first 30 in one burst"));
                 for b in &burst {
-                    s.write_all(std::slice::from_ref(b)).unwrap();
+                    s.write_all(std::slice::from_ref(b))
+                        .unwrap_or_else(|e| broke(e, "the next 30 one byte at a time"));
                 }
             })
         };
@@ -898,7 +919,8 @@ graded! {
             assert_eq!(r.status, 200, "pipelined response {i} (to {} {}): expected 200; got {} (out of order or dropped?)", if *head_only { "HEAD" } else { "GET" }, targets[*k], r.describe());
             let want = server.file(names[*k]);
             if !*head_only {
-                assert!(r.body == want, "response {i} should be {} ({} bytes), got {} bytes: answered out of order or dropped?", targets[*k], want.len(), r.body.len());
+                assert!(r.body == want, "pipelined response {i} should be {} ({} bytes); got {} bytes, first difference at byte {:?}: answered out of order, dropped, or the file sent wrong?",
+                    targets[*k], want.len(), r.body.len(), r.body.iter().zip(&want).position(|(a, b)| a != b));
             } else {
                 assert_eq!(r.header("content-length"), Some(want.len().to_string().as_str()), "pipelined response {i} to HEAD {}: Content-Length should be the file's size; headers {:?}", targets[*k], r.headers);
             }
@@ -920,7 +942,14 @@ graded! {
             let mut s = server.connect();
             s.write_all(req.as_bytes()).unwrap();
             let mut all = Vec::new();
-            s.read_to_end(&mut all).unwrap_or_else(|e| panic!("{req:?}: read to EOF: {e} (the server should close after the response)"));
+            s.read_to_end(&mut all).unwrap_or_else(|e| {
+                let open = matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
+                panic!(
+                    "{req:?}: the server should answer and then close the connection; reading to EOF failed: {e}{}; read {}",
+                    if open { format!(" (still open after {DEADLINE:?})") } else { String::new() },
+                    show(&all)
+                )
+            });
             let r = parse_all(&all, false);
             let want = server.file("style.css");
             assert!(r.body == want, "{req:?}: the body should be style.css {}; got {}", show(&want), r.describe());
@@ -982,7 +1011,8 @@ graded! {
         let got = idle.read(&mut buf);
         assert!(
             matches!(got, Ok(0)) || matches!(&got, Err(e) if !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
-            "an idle keep-alive connection should be closed (idle_timeout 600 ms); read on it gave {got:?} within {DEADLINE:?}"
+            "a keep-alive connection left idle after its response should be closed (idle_timeout 600 ms); read on it gave {got:?}{}",
+            if matches!(&got, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)) { format!(" (still open after {DEADLINE:?})") } else { String::new() }
         );
         drop((slow, idle, fresh));
         server.finish();
@@ -1013,8 +1043,14 @@ graded! {
             let result = s.read_to_end(&mut all);
             let body_len = all.windows(4).position(|w| w == b"\r\n\r\n").map(|i| all.len() - i - 4);
             assert!(result.is_ok() && body_len == Some(want.len()),
-                "round {round}: sent a request for 1 MiB + 200 KiB unread: read {} bytes (body {body_len:?} of {}) then {result:?}; a close() with unread data sends RST",
-                all.len(), want.len());
+                "round {round}: sent `GET /big.bin` with Connection: close, then 200 KiB the server never reads, from a client with a 4 KiB receive buffer: \
+                 expected the whole {}-byte body, then EOF; read {} bytes (body {body_len:?}) then {result:?}{}",
+                want.len(), all.len(),
+                match &result {
+                    Err(e) if e.kind() == ErrorKind::ConnectionReset => "; a close() with unread bytes in the receive queue sends RST, which destroys the response still in flight (shutdown(SHUT_WR), then drain, then close)",
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => "; no EOF: the connection was left open",
+                    _ => "",
+                });
             writer.join_within(DEADLINE, "writer");
         }
         server.finish();
@@ -1044,7 +1080,7 @@ lm = email.utils.formatdate(int(os.stat(os.path.join(root, "big.bin")).st_mtime)
 assert r.getheader("Last-Modified") == lm, (r.getheader("Last-Modified"), lm)
 sock = c.sock
 r, b = req("HEAD", "/big.bin"); assert r.status == 200 and b == b"" and r.getheader("Content-Length") == str(len(big)), ("HEAD /big.bin", r.status, len(b), r.getheader("Content-Length"), len(big))
-r, b = req("GET", "/big.bin", {"Range": "bytes=10-19"}); assert r.status == 206 and b == big[10:20], (r.status, b)
+r, b = req("GET", "/big.bin", {"Range": "bytes=10-19"}); assert r.status == 206 and b == big[10:20], ("Range: bytes=10-19", r.status, len(b), b[:40])
 r, b = req("GET", "/big.bin", {"If-Modified-Since": lm}); assert r.status == 304 and b == b"", ("If-Modified-Since", lm, r.status, len(b))
 r, b = req("GET", "/nope"); assert r.status == 404, ("GET /nope", r.status, b[:80])
 r, b = req("GET", "/a%20b.txt"); assert r.status == 200 and b == b"space\n", ("GET /a%20b.txt", r.status, b[:80])
