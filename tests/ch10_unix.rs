@@ -323,8 +323,8 @@ graded! {
         ];
         for (i, (req, w)) in requests.iter().zip(&want).enumerate() {
             let got = recv_msg(&mine, &format!("request {i} {} (all 6 sent back to back)", show(req)));
-            assert_eq!(
-                &got, w,
+            assert!(
+                got == *w,
                 "request {i} {} (all 6 sent back to back before reading): expected reply {}, got {}",
                 show(req), show(w), show(&got)
             );
@@ -359,7 +359,7 @@ graded! {
             let mut buf = [0u8; 16];
             let got = recv_fds(&b, &mut buf, n).unwrap_or_else(|e| panic!("recv_fds(max {n}) after {n} fds were sent: {e}"));
             assert_eq!(&buf[..got.len], b"fds!", "the data that came with {n} fds");
-            assert!(!got.fds_truncated, "{n} fds sent, room for {n}: MSG_CTRUNC should not be reported");
+            assert!(!got.fds_truncated, "{n} fds sent, room for {n}: recv_fds reported MSG_CTRUNC (fds_truncated) with {} fds received; with room for all, nothing is truncated (control buffer sized with CMSG_SPACE(n * 4)?)", got.fds.len());
             let came: Vec<String> = got.fds.iter().map(link).collect();
             assert_eq!(came, targets, "{n} fds sent (pipe write ends, in order); /proc/self/fd says the received fds are these");
             for fd in &got.fds {
@@ -434,7 +434,8 @@ graded! {
             });
             let came: Vec<String> = got.fds.iter().map(link).collect();
             assert_eq!((came, got.fds_truncated), (targets, false),
-                "{ty:?}, receiver with SO_PASSCRED (an SCM_CREDENTIALS message comes first): 3 fds sent, room for 3; size the buffer for the credentials too");
+                "{ty:?}, receiver with SO_PASSCRED (an SCM_CREDENTIALS message comes first): 3 fds sent, room for 3: \
+                 (received fds, MSG_CTRUNC reported) from recv_fds (left) vs the 3 pipe write ends sent, not truncated (right); size the control buffer for the credentials too");
             drop(got);
             socket::send(a.as_raw_fd(), b"again", MsgFlags::empty()).expect("test scaffolding: send 5 bytes");
             let got = recv_fds(&b, &mut buf, 4)
@@ -485,7 +486,7 @@ graded! {
             let got = recv_fds(&mine, &mut buf, 16)
                 .unwrap_or_else(|e| panic!("sent {n} fds to the child: recv_fds(max 16) of its report and the fds it sent back failed: {e}"));
             let report = String::from_utf8_lossy(&buf[..got.len]).into_owned();
-            assert_eq!(report, expect, "sent {n} fds to a child receiving up to 8; its report");
+            assert_eq!(report, expect, "sent {n} fds to a child (`helper fd-echo 8`: recv_fds(max 8), then send_fds back): its report `got N truncated B` (left) vs expected (right)");
             let came: Vec<String> = got.fds.iter().map(link).collect();
             let kept = n.min(8);
             assert_eq!(came, targets[..kept].to_vec(), "the child sent back the {kept} fds it received");
@@ -616,9 +617,10 @@ graded! {
         let (old_end, new_end) = pair(SockType::Stream);
         let successor = Background::spawn("take_over", move || (take_over(new_end.as_fd(), 4), new_end));
         let handed = hand_over(vec![tcp, unix], old_end.as_fd(), DEADLINE);
-        assert!(handed.is_ok(), "hand_over to a successor that takes over should be Ok; got {:?}", handed.err().map(|(_, e)| e));
+        assert!(handed.is_ok(), "hand_over(TCP listener, unix listener) to a successor running take_over(max 4) should return Ok; it returned Err: {}",
+            handed.err().map(|(back, e)| format!("{e} (and gave back {} fds)", back.len())).unwrap_or_default());
         let (taken, _new_end) = successor.join_within(DEADLINE, "take_over");
-        let taken = taken.unwrap_or_else(|e| panic!("take_over: {e}"));
+        let taken = taken.unwrap_or_else(|e| panic!("the successor's take_over(max 4) of the 2 listeners hand_over sent failed: {e}"));
         let got: Vec<String> = taken.iter().map(link).collect();
         assert_eq!(got, links.to_vec(), "the successor's fds should be the same two sockets, in order");
         assert_eq!(links_to(&links[0]), 1, "after hand_over returned Ok, exactly one fd (the successor's) should hold the TCP listener; /proc/self/fd has {}", links_to(&links[0]));
@@ -740,7 +742,7 @@ graded! {
                     let mut s = match std::net::TcpStream::connect(("127.0.0.1", port)) {
                         Ok(s) => s,
                         Err(e) => {
-                            tally.0.lock().unwrap().refused.push(format!("{req:?}: {e}"));
+                            tally.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).refused.push(format!("{req:?}: {e}"));
                             tally.1.notify_all();
                             continue;
                         }
@@ -748,7 +750,9 @@ graded! {
                     s.set_read_timeout(Some(DEADLINE)).unwrap();
                     let mut reply = String::new();
                     let r = s.write_all(req.as_bytes()).and_then(|_| BufReader::new(&s).read_line(&mut reply));
-                    let mut t = tally.0.lock().unwrap();
+                    // Not unwrap: a failed assertion in the test thread poisons the
+                    // lock, and this thread's panic would only add noise.
+                    let mut t = tally.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     match (r, reply.strip_suffix(&req)) {
                         (Ok(_), Some("old ")) => t.old += 1,
                         (Ok(_), Some("new ")) => t.new += 1,
@@ -771,7 +775,8 @@ graded! {
         let new = Background::spawn("new server", move || {
             let channel = socket::socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
             socket::connect(channel.as_raw_fd(), &UnixAddr::new_abstract(control_name.as_bytes()).unwrap()).unwrap();
-            let mut fds = take_over(channel.as_fd(), 4).unwrap_or_else(|e| panic!("take_over: {e}"));
+            let mut fds = take_over(channel.as_fd(), 4)
+                .unwrap_or_else(|e| panic!("the new server's take_over(max 4) from the old server's control socket failed: {e}"));
             assert_eq!(fds.len(), 2, "the old server (serve_tcp, via hand_over) hands over 2 listeners (tcp, control); take_over(max 4) returned {} fds", fds.len());
             let control = fds.pop().unwrap();
             let tcp = fds.pop().unwrap();
@@ -815,7 +820,7 @@ graded! {
         let taken = successor.join_within(DEADLINE, "take_over");
         assert!(taken.is_err(), "3 listeners sent, take_over(max 2): it must fail (MSG_CTRUNC: the third was closed in flight); it returned {taken:?}");
         let back = handed.err().map(|(back, _)| back.iter().map(link).collect::<Vec<_>>());
-        assert_eq!(back, Some(links), "the successor failed: hand_over must give back all 3 listeners");
+        assert_eq!(back, Some(links), "the successor failed: hand_over must return Err and give back all 3 listeners, the same sockets (left: what it gave back, None if it returned Ok)");
 
         // A connected socket is not a listener.
         let (listener, port) = tcp_listener();
