@@ -117,14 +117,14 @@ graded! {
         // RFC 1071 section 3: the words 0001 f203 f4f5 f6f7 sum to 0xddf2.
         let example = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         let got = sockbook::ch11_raw::internet_checksum(&example);
-        assert_eq!(got, !0xddf2u16,
+        assert!(got == !0xddf2u16,
             "internet_checksum(00 01 f2 03 f4 f5 f6 f7): RFC 1071 sums these to 0xddf2, so the \
              checksum is {:#06x}; got {got:#06x}", !0xddf2u16);
         let mut rng = Rng(0x5eed_0001);
         for len in 0..300 {
             let data = rng.bytes(len);
             let (got, want) = (sockbook::ch11_raw::internet_checksum(&data), reference_checksum(&data));
-            assert_eq!(got, want, "internet_checksum of {len} random bytes {:02x?}…: expected {want:#06x}, got {got:#06x}",
+            assert!(got == want, "internet_checksum of {len} random bytes {:02x?}…: expected {want:#06x} (an independent one's-complement sum), got {got:#06x}",
                 &data[..len.min(8)]);
         }
     }
@@ -137,12 +137,12 @@ graded! {
     fn checksum_pads_an_odd_byte_and_folds_carries() {
         let odd = [0x01, 0x02, 0x03];
         let got = sockbook::ch11_raw::internet_checksum(&odd);
-        assert_eq!(got, !(0x0102u16 + 0x0300),
+        assert!(got == !(0x0102u16 + 0x0300),
             "internet_checksum(01 02 03) = !(0x0102 + 0x0300) = {:#06x}: the odd byte 03 is the \
              HIGH byte of a last word 0300; got {got:#06x}", !(0x0102u16 + 0x0300));
         let ones = vec![0xffu8; 4001];
         let (got, want) = (sockbook::ch11_raw::internet_checksum(&ones), reference_checksum(&ones));
-        assert_eq!(got, want, "4001 bytes of 0xff: expected {want:#06x}, got {got:#06x} (carries folded?)");
+        assert!(got == want, "internet_checksum of 4001 bytes of 0xff: expected {want:#06x}, got {got:#06x} (the sum overflows 16 bits many times: are the carries folded back in?)");
     }
 }
 
@@ -160,7 +160,8 @@ graded! {
             let payload = b"odd-length payload!"; // 19 bytes: the odd byte matters
             let req = icmp::build_echo_request(0xbeef, 7, payload);
             let want = echo_message(8, 0xbeef, 7, payload);
-            assert_eq!(req, want, "build_echo_request(0xbeef, 7, {payload:?}): expected bytes {want:02x?}, got {req:02x?}");
+            assert!(req == want, "build_echo_request(0xbeef, 7, {:?}): expected bytes {want:02x?} (type 8, code 0, checksum, id, seq big-endian, payload), got {req:02x?}",
+                String::from_utf8_lossy(payload));
             let fd = raw_icmp();
             send_icmp(&fd, &req);
             let seen = icmp_received(&fd, Duration::from_millis(500));
@@ -231,7 +232,9 @@ graded! {
             // A real ping first: the kernel answers.
             let fd = raw_icmp();
             let rtt = icmp::ping_once(&fd, Ipv4Addr::LOCALHOST, 0x1111, 1, b"hello", Duration::from_secs(3));
-            assert!(rtt.is_ok(), "ping_once(127.0.0.1, id 0x1111, seq 1) with the kernel answering: {rtt:?}");
+            if let Err(e) = &rtt {
+                panic!("ping_once(127.0.0.1, id 0x1111, seq 1, \"hello\", 3 s) with the kernel answering echo requests should return Ok(rtt); it returned Err: {e}");
+            }
             // Now the kernel stays silent; only what we inject arrives.
             write_sysctl("/proc/sys/net/ipv4/icmp_echo_ignore_all", "1");
             let injector = raw_icmp();
@@ -403,8 +406,9 @@ graded! {
                     Ok(pk) => {
                         assert!(cut >= ihl, "cut to {cut} bytes the {ihl}-byte header is not whole: expected Err(Truncated), got {pk:?}");
                         let whole = cut >= ihl + need;
-                        assert_eq!(pk.transport == Transport::Truncated, !whole,
-                            "cut to {cut} bytes ({} of the transport header's {need}): transport {:?}", cut - ihl, pk.transport);
+                        assert!((pk.transport == Transport::Truncated) != whole,
+                            "cut to {cut} bytes ({} of the transport header's {need}): expected {}, got transport {:?}",
+                            cut - ihl, if whole { "the transport header decoded" } else { "Transport::Truncated" }, pk.transport);
                     }
                     other => panic!("the first {cut} bytes of a valid packet: expected Truncated or a packet, got {other:?}"),
                 }
