@@ -278,7 +278,7 @@ graded! {
             "the server answered the 4th try with \"31 fourth time lucky\": Reply::body should be the bytes after the id \"31 \"; got {:?}",
             String::from_utf8_lossy(&reply.body)
         );
-        assert_eq!(reply.sends, 4, "the server was silent for 3 tries and answered the 4th: Reply::sends should be 4; reply {reply:?}");
+        assert_eq!(reply.sends, 4, "the server was silent for 3 tries and answered the 4th: Reply::sends should be 4; the reply had sends {}, ignored {}, body {:?}", reply.sends, reply.ignored, String::from_utf8_lossy(&reply.body));
         let seen = server.join_within(DEADLINE * 2, "request server");
         assert_eq!(seen.len(), 4, "the server saw {} requests, want 4 (3 unanswered + 1)", seen.len());
         for (_, d) in &seen {
@@ -359,7 +359,7 @@ graded! {
             "second",
             "request 8: before \"8 second\" came the duplicate \"7 first\", \"7 stale\", \"8 from a stranger\" (another address), \"no id at all\" and an empty datagram"
         );
-        assert_eq!(second.sends, 1, "request(id 8): the answer came in time for the first try (timeout 1 s): Reply::sends should be 1; reply {second:?}");
+        assert_eq!(second.sends, 1, "request(id 8): the answer came in time for the first try (timeout 1 s): Reply::sends should be 1; the reply had sends {}, ignored {}, body {:?}", second.sends, second.ignored, String::from_utf8_lossy(&second.body));
         assert!(second.ignored >= 5, "5 datagrams were not the answer; ignored counts {}", second.ignored);
         let _ = server.join_within(DEADLINE, "request server");
     }
