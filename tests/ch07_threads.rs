@@ -122,7 +122,7 @@ graded! {
         );
         assert_eq!(open_sockets_on_port(srv.port), 1, "a, b and c closed and their threads ended: only the listener should be left open on port {}", srv.port);
         srv.stop.fire();
-        let report = srv.server.join_within(Duration::from_secs(3), "server after stop").unwrap_or_else(|e| panic!("serve() should return Ok(Report) after the stop fd fired; it returned {e}"));
+        let report = srv.server.join_within(Duration::from_secs(3), "serve() after the stop fd fired, every client gone").unwrap_or_else(|e| panic!("serve() should return Ok(Report) after the stop fd fired; it returned {e}"));
         assert_eq!(report.accepted, 3, "3 clients connected to serve(); Report::accepted");
         assert_eq!(report.spawned, 3, "one thread per connection");
         assert_eq!(report.joined, report.spawned, "every connection thread spawned should be joined before serve() returns; report {report:?}");
@@ -155,7 +155,7 @@ graded! {
         echo(&mut b, b"b is still served\n");
         drop((b, c, d));
         srv.stop.fire();
-        let report = srv.server.join_within(Duration::from_secs(3), "server after stop").unwrap_or_else(|e| panic!("serve() should return Ok(Report) after the stop fd fired; it returned {e}"));
+        let report = srv.server.join_within(Duration::from_secs(3), "serve() after the stop fd fired, every client gone").unwrap_or_else(|e| panic!("serve() should return Ok(Report) after the stop fd fired; it returned {e}"));
         assert_eq!(report.accepted, 4, "4 clients (a, b, c, d) connected; Report::accepted counts the refused one too");
         assert_eq!(report.refused, 1, "max_conns 2: of clients a, b, c, d only c (the third while a and b were open) should be refused (echo::refuse)");
         assert_eq!(report.spawned, 3, "a, b and d were served: 3 connection threads (spawn_connection), none for the refused c");
@@ -187,7 +187,7 @@ graded! {
         assert!(srv.server.try_join().is_none(), "after the stop, client a was still connected: serve() should wait for it (up to the 4 s grace), yet it has already returned");
         let closed_at = Instant::now();
         drop(a);
-        let report = srv.server.join_within(Duration::from_secs(3), "server after a closed").unwrap_or_else(|e| panic!("serve() should return Ok(Report) once the last client closed after the stop; it returned {e}"));
+        let report = srv.server.join_within(Duration::from_secs(3), "serve() after the stop, once client a (the last one) closed").unwrap_or_else(|e| panic!("serve() should return Ok(Report) once the last client closed after the stop; it returned {e}"));
         assert!(
             closed_at.elapsed() < Duration::from_secs(3),
             "the server returned when a closed, not at the deadline"
@@ -213,7 +213,7 @@ graded! {
         echo(&mut b, b"b\n");
         let fired = Instant::now();
         srv.stop.fire();
-        let report = srv.server.join_within(Duration::from_secs(4), "server after stop").unwrap_or_else(|e| panic!("serve() should return Ok(Report) once the grace period has cut the idle clients; it returned {e}"));
+        let report = srv.server.join_within(Duration::from_secs(4), "serve() after the stop fd fired, 2 idle clients left to cut after the 300 ms grace").unwrap_or_else(|e| panic!("serve() should return Ok(Report) once the grace period has cut the idle clients; it returned {e}"));
         let took = fired.elapsed();
         assert!(took >= grace, "cut after {took:?}, before the {grace:?} grace period");
         assert_eq!(report.cut, 2, "two idle clients still open at the end of the {grace:?} grace: both should be cut; report {report:?}");
@@ -302,8 +302,9 @@ graded! {
         let three_zombies = eventually(Duration::from_secs(3), || proc::zombies(srv.pid) == 3);
         srv.signal(libc::SIGCONT);
         assert!(three_zombies, "with the server stopped (SIGSTOP), 3 of 4 clients closed: within 3 s their 3 children should have exited (state Z); children: {:?}", proc::children(srv.pid));
-        for _ in 0..3 {
-            srv.wait_line(Duration::from_secs(3), |l| l.starts_with("reaped pid="));
+        for k in 1..=3 {
+            wait_reaped(&srv, Duration::from_secs(3), &format!(
+                "3 children exited while the server was stopped (their SIGCHLDs merged into one); reaped line {k} of 3"));
         }
         let left = proc::children(srv.pid);
         assert_eq!(left.len(), 1, "3 children exited while one SIGCHLD was pending: all 3 should be reaped (waitpid(-1, WNOHANG) in a loop), the held client's child left serving; children: {left:?}");
@@ -314,12 +315,12 @@ graded! {
         let mut late = std_client(&srv.addr);
         echo(&mut late, b"a new client is accepted\n");
         drop(late);
-        srv.wait_line(Duration::from_secs(3), |l| l.starts_with("reaped pid="));
+        wait_reaped(&srv, Duration::from_secs(3), "a late client came and closed; its child exits");
         let straggler = proc::children(srv.pid);
         assert_eq!(straggler.len(), 1, "a late client came and left (its child reaped): only the held client's child should be left; children: {straggler:?}");
         srv.signal(libc::SIGTERM);
         let (status, lines) = srv.wait_exit(Duration::from_secs(4));
-        assert_eq!(status.code(), Some(0), "exit 0 after SIGTERM; printed {lines:?}");
+        assert_eq!(status.code(), Some(0), "the fork server should exit 0 after SIGTERM; it exited with {status}; printed {lines:?}; stderr {:?}", srv.stderr_lines());
         let killed = format!("reaped pid={} code={}", straggler[0].pid, 128 + libc::SIGTERM);
         assert!(
             lines.contains(&killed),
@@ -327,6 +328,27 @@ graded! {
         );
         assert!(lines.iter().any(|l| l.starts_with("stopped:")), "after SIGTERM the fork server should print its `stopped: …` line before exiting; it printed {lines:?}");
         drop(held);
+    }
+}
+
+/// Wait at most `limit` for the fork server's next `reaped pid=… code=…`
+/// line (what `reap_children` reported); `what` says which exit it is for.
+fn wait_reaped(srv: &ServerProcess, limit: Duration, what: &str) -> String {
+    let deadline = Instant::now() + limit;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match srv.next_line(left) {
+            Some(line) if line.starts_with("reaped pid=") => return line,
+            Some(line) => seen.push(line),
+            None => panic!(
+                "{what}: expected a `reaped pid=… code=…` line (reap_children must waitpid(-1, \
+                 WNOHANG) in a loop until no exited child is left) within {limit:?}; other lines \
+                 {seen:?}; children now {:?}; stderr {:?}",
+                proc::children(srv.pid),
+                srv.stderr_lines()
+            ),
+        }
     }
 }
 
@@ -371,6 +393,7 @@ fn thousand_clients(design: &str) {
         result.starved
     );
     // The connections are closed now (dropped at the end of the run).
+    let mut srv = srv;
     let settled = eventually(Duration::from_secs(4), || {
         proc::fds(srv.pid).ok() == Some(fds_before)
             && proc::threads(srv.pid).ok() == Some(threads_before)
@@ -378,24 +401,31 @@ fn thousand_clients(design: &str) {
     });
     assert!(
         settled,
-        "{design}: after the clients left: fds {} (before {fds_before}), threads {} (before {threads_before}), children {} ({} zombies)",
+        "{design}: after the clients left: fds {} (before {fds_before}), threads {} (before {threads_before}), children {} ({} zombies){}",
         proc::fds(srv.pid).unwrap_or(0),
         proc::threads(srv.pid).unwrap_or(0),
         proc::children(srv.pid).len(),
-        proc::zombies(srv.pid)
+        proc::zombies(srv.pid),
+        match srv.try_wait() {
+            Some(status) => format!(
+                "; the server has exited ({status}); stderr {:?}",
+                srv.stderr_lines()
+            ),
+            None => String::new(),
+        }
     );
     // Still alive and serving.
     let mut one = std_client(&srv.addr);
     echo(&mut one, b"still here\n");
     drop(one);
     // And it still shuts down cleanly (through the drain).
-    let mut srv = srv;
     srv.signal(libc::SIGTERM);
     let (status, lines) = srv.wait_exit(Duration::from_secs(3));
     assert_eq!(
         status.code(),
         Some(0),
-        "{design}: exit 0 after SIGTERM; printed {lines:?}"
+        "{design}: the server should exit 0 after SIGTERM; it exited with {status}; printed {lines:?}; stderr {:?}",
+        srv.stderr_lines()
     );
 }
 
@@ -595,7 +625,8 @@ fn stop_queue_server(mut srv: ServerProcess) -> std::collections::HashMap<String
         status.code(),
         Some(0),
         "the queue server should exit 0 after SIGTERM (close the queue so the workers leave, \
-         drain, join them); printed {lines:?}"
+         drain, join them); it exited with {status}; printed {lines:?}; stderr {:?}",
+        srv.stderr_lines()
     );
     let stopped = lines
         .iter()
@@ -621,9 +652,14 @@ graded! {
         let mut ab: Vec<Waiter> = (0..2).map(|i| Waiter::connect(&srv.addr, i)).collect();
         assert!(
             pump_until(&mut ab, support::DEADLINE, |w| count(w, Answer::Echo) == 2),
-            "with 2 idle workers, clients a and b should both be served at once; got {:?} \
-             (a worker that holds the queue's lock while it serves makes the pool one thread wide)",
-            ab.iter().map(Waiter::answer).collect::<Vec<_>>()
+            "with 2 idle workers, clients a and b should both be served at once; got {:?} {}",
+            ab.iter().map(Waiter::answer).collect::<Vec<_>>(),
+            if ab.iter().any(|w| w.answer() == Answer::Busy) {
+                "(one was refused while a worker was idle: the bound is on connections waiting in \
+                 the queue, not on those in service)"
+            } else {
+                "(a worker that holds the queue's lock while it serves makes the pool one thread wide)"
+            }
         );
         let mut cd: Vec<Waiter> = (2..4).map(|i| Waiter::connect(&srv.addr, i)).collect();
         let mut e = vec![Waiter::connect(&srv.addr, 4)];
@@ -631,9 +667,14 @@ graded! {
         assert!(
             refused && e[0].answer() == Answer::Busy,
             "2 workers busy and 2 clients queued: a fifth client should get {BUSY:?} and EOF; got \
-             {:?} (eof {}). A queue that is unbounded, or a blocking send into it, never refuses",
+             {:?} (eof {}). {}",
             String::from_utf8_lossy(&e[0].got),
-            e[0].eof
+            e[0].eof,
+            if e[0].got == BUSY.as_bytes() {
+                "The busy line came but no EOF: close the refused connection"
+            } else {
+                "A queue that is unbounded, or a blocking send into it, never refuses"
+            }
         );
         for w in cd.iter_mut() {
             w.pump();
