@@ -415,7 +415,21 @@ fn thousand_clients(design: &str) {
         }
     );
     // Still alive and serving.
-    let mut one = std_client(&srv.addr);
+    let mut one = TcpStream::connect_timeout(&support::std_addr(&srv.addr), support::DEADLINE)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{design}: after the 1,000 clients left, a new client could not connect: {e}{}",
+                match srv.try_wait() {
+                    Some(status) => format!(
+                        "; the server has exited ({status}); stderr {:?}",
+                        srv.stderr_lines()
+                    ),
+                    None => String::new(),
+                }
+            )
+        });
+    one.set_read_timeout(Some(support::DEADLINE)).unwrap();
+    one.set_write_timeout(Some(support::DEADLINE)).unwrap();
     echo(&mut one, b"still here\n");
     drop(one);
     // And it still shuts down cleanly (through the drain).
