@@ -102,15 +102,17 @@ graded! {
         let mut c = std_client(&srv.addr);
         // a sends half a line and then waits: an iterative server would now
         // sit in read(a), and b and c would never get an answer.
-        a.write_all(b"first half, ").unwrap();
+        a.write_all(b"first half, ").unwrap_or_else(|e| panic!("client a: sending \"first half, \" to the server failed: {e}"));
         echo(&mut b, b"b is served while a waits\n");
         echo(&mut c, b"and so is c\n");
-        a.write_all(b"second half\n").unwrap();
+        a.write_all(b"second half\n").unwrap_or_else(|e| panic!("client a: sending \"second half\\n\" after b and c were served failed: {e}"));
         let mut back = vec![0u8; b"first half, second half\n".len()];
-        a.read_exact(&mut back).unwrap();
-        assert_eq!(back, b"first half, second half\n", "a's whole message echoed");
-        assert_eq!(srv.live.conns(), 3, "three connections are open");
-        assert_eq!(srv.live.threads(), 3, "one thread per connection");
+        a.read_exact(&mut back).unwrap_or_else(|e| {
+            panic!("client a sent \"first half, \", waited while b and c were served, then \"second half\\n\": expected those {} bytes echoed, the read failed: {e}", back.len())
+        });
+        assert!(back == b"first half, second half\n", "client a sent \"first half, \" then (after b and c were served) \"second half\\n\"; the echo was {:?}", String::from_utf8_lossy(&back));
+        assert_eq!(srv.live.conns(), 3, "three clients (a, b, c) are connected: Live::conns() should be 3");
+        assert_eq!(srv.live.threads(), 3, "three clients (a, b, c) are connected: one thread per connection, Live::threads() should be 3");
         drop((a, b, c));
         assert!(
             srv.live.wait_until(Duration::from_secs(3), |conns, threads| conns == 0 && threads == 0),
@@ -118,14 +120,14 @@ graded! {
             srv.live.conns(),
             srv.live.threads()
         );
-        assert_eq!(open_sockets_on_port(srv.port), 1, "only the listener is left open");
+        assert_eq!(open_sockets_on_port(srv.port), 1, "a, b and c closed and their threads ended: only the listener should be left open on port {}", srv.port);
         srv.stop.fire();
-        let report = srv.server.join_within(Duration::from_secs(3), "server after stop").unwrap();
+        let report = srv.server.join_within(Duration::from_secs(3), "serve() after the stop fd fired, every client gone").unwrap_or_else(|e| panic!("serve() should return Ok(Report) after the stop fd fired; it returned {e}"));
         assert_eq!(report.accepted, 3, "3 clients connected to serve(); Report::accepted");
         assert_eq!(report.spawned, 3, "one thread per connection");
-        assert_eq!(report.joined, report.spawned, "every thread joined");
-        assert_eq!(report.refused, 0, "3 clients with a limit above 3: none should be refused");
-        assert_eq!(open_sockets_on_port(srv.port), 0, "listener and connections closed");
+        assert_eq!(report.joined, report.spawned, "every connection thread spawned should be joined before serve() returns; report {report:?}");
+        assert_eq!(report.refused, 0, "3 clients with a limit above 3: none should be refused; report {report:?}");
+        assert_eq!(open_sockets_on_port(srv.port), 0, "after serve() returned, the listener and every connection on port {} should be closed", srv.port);
     }
 }
 
@@ -145,7 +147,7 @@ graded! {
             BUSY,
             "the third client is refused with the busy line, then EOF"
         );
-        assert_eq!(srv.live.conns(), 2, "the refused client took no place");
+        assert_eq!(srv.live.conns(), 2, "max_conns 2, a and b served, c refused: Live::conns() should stay 2 (a refused client takes no place)");
         drop(a);
         assert!(srv.live.wait_until(Duration::from_secs(3), |conns, _| conns <= 1), "client a closed; within 3 s its connection thread should end and live count drop to 1 (got {})", srv.live.conns());
         let mut d = std_client(&srv.addr);
@@ -153,12 +155,12 @@ graded! {
         echo(&mut b, b"b is still served\n");
         drop((b, c, d));
         srv.stop.fire();
-        let report = srv.server.join_within(Duration::from_secs(3), "server after stop").unwrap();
+        let report = srv.server.join_within(Duration::from_secs(3), "serve() after the stop fd fired, every client gone").unwrap_or_else(|e| panic!("serve() should return Ok(Report) after the stop fd fired; it returned {e}"));
         assert_eq!(report.accepted, 4, "4 clients (a, b, c, d) connected; Report::accepted counts the refused one too");
         assert_eq!(report.refused, 1, "max_conns 2: of clients a, b, c, d only c (the third while a and b were open) should be refused (echo::refuse)");
         assert_eq!(report.spawned, 3, "a, b and d were served: 3 connection threads (spawn_connection), none for the refused c");
-        assert_eq!(report.joined, 3, "every thread joined");
-        assert_eq!(open_sockets_on_port(srv.port), 0, "no fd left behind");
+        assert_eq!(report.joined, 3, "a, b and d were served by 3 threads: all 3 should be joined; report {report:?}");
+        assert_eq!(open_sockets_on_port(srv.port), 0, "after serve() returned, no socket should be left open on port {} (the refused c's too)", srv.port);
     }
 }
 
@@ -180,18 +182,18 @@ graded! {
                 Ok(_) => false,
             }
         });
-        assert!(refused, "after the stop, new connections must be refused");
+        assert!(refused, "after the stop fd fired, connect() to {} still succeeded for 3 s: serve() should close the listener at once (the kernel then refuses new clients)", support::std_addr(&srv.addr));
         echo(&mut a, b"after the stop, still served\n");
-        assert!(srv.server.try_join().is_none(), "the server waits for a to finish");
+        assert!(srv.server.try_join().is_none(), "after the stop, client a was still connected: serve() should wait for it (up to the 4 s grace), yet it has already returned");
         let closed_at = Instant::now();
         drop(a);
-        let report = srv.server.join_within(Duration::from_secs(3), "server after a closed").unwrap();
+        let report = srv.server.join_within(Duration::from_secs(3), "serve() after the stop, once client a (the last one) closed").unwrap_or_else(|e| panic!("serve() should return Ok(Report) once the last client closed after the stop; it returned {e}"));
         assert!(
             closed_at.elapsed() < Duration::from_secs(3),
             "the server returned when a closed, not at the deadline"
         );
-        assert_eq!(report.cut, 0, "nothing had to be cut");
-        assert_eq!(report.joined, report.spawned, "every thread joined");
+        assert_eq!(report.cut, 0, "a closed within the grace period: nothing had to be cut; report {report:?}");
+        assert_eq!(report.joined, report.spawned, "every connection thread spawned should be joined; report {report:?}");
         assert_eq!(srv.live.threads(), 0, "after stop and drain, every connection thread should have been joined (live threads left)");
         assert_eq!(open_sockets_on_port(srv.port), 0, "no fd left behind");
     }
@@ -211,13 +213,15 @@ graded! {
         echo(&mut b, b"b\n");
         let fired = Instant::now();
         srv.stop.fire();
-        let report = srv.server.join_within(Duration::from_secs(4), "server after stop").unwrap();
+        let report = srv.server.join_within(Duration::from_secs(4), "serve() after the stop fd fired, 2 idle clients left to cut after the 300 ms grace").unwrap_or_else(|e| panic!("serve() should return Ok(Report) once the grace period has cut the idle clients; it returned {e}"));
         let took = fired.elapsed();
         assert!(took >= grace, "cut after {took:?}, before the {grace:?} grace period");
-        assert_eq!(report.cut, 2, "both idle connections were cut");
-        assert_eq!(read_to_eof(&mut a), b"", "a sees EOF");
-        assert_eq!(read_to_eof(&mut b), b"", "b sees EOF");
-        assert_eq!(report.joined, report.spawned, "every thread joined");
+        assert_eq!(report.cut, 2, "two idle clients still open at the end of the {grace:?} grace: both should be cut; report {report:?}");
+        let rest_a = read_to_eof(&mut a);
+        assert!(rest_a.is_empty(), "client a was cut: it should read EOF and nothing else; it read {:?}", String::from_utf8_lossy(&rest_a));
+        let rest_b = read_to_eof(&mut b);
+        assert!(rest_b.is_empty(), "client b was cut: it should read EOF and nothing else; it read {:?}", String::from_utf8_lossy(&rest_b));
+        assert_eq!(report.joined, report.spawned, "every connection thread spawned should be joined, cut ones too; report {report:?}");
         assert_eq!(srv.live.threads(), 0, "after stop and drain, every connection thread should have been joined (live threads left)");
         assert_eq!(open_sockets_on_port(srv.port), 0, "no fd left behind");
     }
@@ -262,7 +266,8 @@ graded! {
             live.conns()
         );
         assert_eq!(drained, ch07::Drained { open: 1, cut: 1 }, "one connection was open and did not finish within the grace period: drain should report open 1, and cut 1 (Live::cut_all)");
-        assert_eq!(read_to_eof(&mut client), b"", "the cut peer reads EOF");
+        let rest = read_to_eof(&mut client);
+        assert!(rest.is_empty(), "drain cut the connection: its peer should read EOF and nothing else; it read {:?}", String::from_utf8_lossy(&rest));
         thread.join().unwrap();
     }
 }
@@ -287,8 +292,8 @@ graded! {
             echo(c, format!("client {i}\n").as_bytes());
         }
         let children = proc::children(srv.pid);
-        assert_eq!(children.len(), 4, "one child per connection: {children:?}");
-        assert!(children.iter().all(|c| c.state != 'Z'), "no zombie yet: {children:?}");
+        assert_eq!(children.len(), 4, "4 clients connected and echoed: the fork server should have one child per connection (/proc); its children: {children:?}");
+        assert!(children.iter().all(|c| c.state != 'Z'), "4 clients still connected: no child should have exited (state Z) yet; its children: {children:?}");
         let mut held = clients.remove(0);
         // Stop the server, let three children exit: one SIGCHLD stays
         // pending for all three (signals of one kind do not queue).
@@ -296,32 +301,54 @@ graded! {
         drop(clients);
         let three_zombies = eventually(Duration::from_secs(3), || proc::zombies(srv.pid) == 3);
         srv.signal(libc::SIGCONT);
-        assert!(three_zombies, "three children exited: {:?}", proc::children(srv.pid));
-        for _ in 0..3 {
-            srv.wait_line(Duration::from_secs(3), |l| l.starts_with("reaped pid="));
+        assert!(three_zombies, "with the server stopped (SIGSTOP), 3 of 4 clients closed: within 3 s their 3 children should have exited (state Z); children: {:?}", proc::children(srv.pid));
+        for k in 1..=3 {
+            wait_reaped(&srv, Duration::from_secs(3), &format!(
+                "3 children exited while the server was stopped (their SIGCHLDs merged into one); reaped line {k} of 3"));
         }
         let left = proc::children(srv.pid);
-        assert_eq!(left.len(), 1, "three reaped, the held one still serving: {left:?}");
-        assert!(left.iter().all(|c| c.state != 'Z'), "no zombie left: {left:?}");
+        assert_eq!(left.len(), 1, "3 children exited while one SIGCHLD was pending: all 3 should be reaped (waitpid(-1, WNOHANG) in a loop), the held client's child left serving; children: {left:?}");
+        assert!(left.iter().all(|c| c.state != 'Z'), "after the reaping no zombie (state Z) should be left; children: {left:?}");
         // Reaping did not wait for the held child: the server still serves
         // it, and still accepts.
         echo(&mut held, b"still served\n");
         let mut late = std_client(&srv.addr);
         echo(&mut late, b"a new client is accepted\n");
         drop(late);
-        srv.wait_line(Duration::from_secs(3), |l| l.starts_with("reaped pid="));
+        wait_reaped(&srv, Duration::from_secs(3), "a late client came and closed; its child exits");
         let straggler = proc::children(srv.pid);
-        assert_eq!(straggler.len(), 1, "only the held child is left: {straggler:?}");
+        assert_eq!(straggler.len(), 1, "a late client came and left (its child reaped): only the held client's child should be left; children: {straggler:?}");
         srv.signal(libc::SIGTERM);
         let (status, lines) = srv.wait_exit(Duration::from_secs(4));
-        assert_eq!(status.code(), Some(0), "exit 0 after SIGTERM; printed {lines:?}");
+        assert_eq!(status.code(), Some(0), "the fork server should exit 0 after SIGTERM; it exited with {status}; printed {lines:?}; stderr {:?}", srv.stderr_lines());
         let killed = format!("reaped pid={} code={}", straggler[0].pid, 128 + libc::SIGTERM);
         assert!(
             lines.contains(&killed),
             "the straggler killed at the deadline is reaped as {killed:?}; printed {lines:?}"
         );
-        assert!(lines.iter().any(|l| l.starts_with("stopped:")), "{lines:?}");
+        assert!(lines.iter().any(|l| l.starts_with("stopped:")), "after SIGTERM the fork server should print its `stopped: …` line before exiting; it printed {lines:?}");
         drop(held);
+    }
+}
+
+/// Wait at most `limit` for the fork server's next `reaped pid=… code=…`
+/// line (what `reap_children` reported); `what` says which exit it is for.
+fn wait_reaped(srv: &ServerProcess, limit: Duration, what: &str) -> String {
+    let deadline = Instant::now() + limit;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match srv.next_line(left) {
+            Some(line) if line.starts_with("reaped pid=") => return line,
+            Some(line) => seen.push(line),
+            None => panic!(
+                "{what}: expected a `reaped pid=… code=…` line (reap_children must waitpid(-1, \
+                 WNOHANG) in a loop until no exited child is left) within {limit:?}; other lines \
+                 {seen:?}; children now {:?}; stderr {:?}",
+                proc::children(srv.pid),
+                srv.stderr_lines()
+            ),
+        }
     }
 }
 
@@ -330,7 +357,8 @@ graded! {
 /// running, its fds, threads and children must return to what they were
 /// before, and SIGTERM must still end it with exit status 0.
 fn thousand_clients(design: &str) {
-    ch07::server::raise_fd_limit().unwrap();
+    ch07::server::raise_fd_limit()
+        .unwrap_or_else(|e| panic!("test setup: raise RLIMIT_NOFILE for 1,000 clients: {e}"));
     let srv = ServerProcess::start(
         BIN,
         &[
@@ -353,12 +381,19 @@ fn thousand_clients(design: &str) {
     // children or 1,000 new threads may hold both CPUs for a while.
     load.duration = Duration::from_secs(1);
     load.connect_timeout = Duration::from_secs(3);
-    let result = ch07::load::run(&load).unwrap();
+    let result = ch07::load::run(&load).unwrap_or_else(|e| {
+        panic!("{design}: the load generator (1,000 clients, 64-byte messages, 1 s) failed: {e}")
+    });
     assert!(
         result.round_trips > 0,
-        "{design}: no echo at all under 1,000 clients"
+        "{design}: 1,000 clients each sent 64-byte messages for 1 s: no message came back echoed at all \
+         ({} connects failed, {} connections broken, {} starved)",
+        result.connect_failed,
+        result.broken,
+        result.starved
     );
     // The connections are closed now (dropped at the end of the run).
+    let mut srv = srv;
     let settled = eventually(Duration::from_secs(4), || {
         proc::fds(srv.pid).ok() == Some(fds_before)
             && proc::threads(srv.pid).ok() == Some(threads_before)
@@ -366,24 +401,45 @@ fn thousand_clients(design: &str) {
     });
     assert!(
         settled,
-        "{design}: after the clients left: fds {} (before {fds_before}), threads {} (before {threads_before}), children {} ({} zombies)",
+        "{design}: after the clients left: fds {} (before {fds_before}), threads {} (before {threads_before}), children {} ({} zombies){}",
         proc::fds(srv.pid).unwrap_or(0),
         proc::threads(srv.pid).unwrap_or(0),
         proc::children(srv.pid).len(),
-        proc::zombies(srv.pid)
+        proc::zombies(srv.pid),
+        match srv.try_wait() {
+            Some(status) => format!(
+                "; the server has exited ({status}); stderr {:?}",
+                srv.stderr_lines()
+            ),
+            None => String::new(),
+        }
     );
     // Still alive and serving.
-    let mut one = std_client(&srv.addr);
+    let mut one = TcpStream::connect_timeout(&support::std_addr(&srv.addr), support::DEADLINE)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{design}: after the 1,000 clients left, a new client could not connect: {e}{}",
+                match srv.try_wait() {
+                    Some(status) => format!(
+                        "; the server has exited ({status}); stderr {:?}",
+                        srv.stderr_lines()
+                    ),
+                    None => String::new(),
+                }
+            )
+        });
+    one.set_read_timeout(Some(support::DEADLINE)).unwrap();
+    one.set_write_timeout(Some(support::DEADLINE)).unwrap();
     echo(&mut one, b"still here\n");
     drop(one);
     // And it still shuts down cleanly (through the drain).
-    let mut srv = srv;
     srv.signal(libc::SIGTERM);
     let (status, lines) = srv.wait_exit(Duration::from_secs(3));
     assert_eq!(
         status.code(),
         Some(0),
-        "{design}: exit 0 after SIGTERM; printed {lines:?}"
+        "{design}: the server should exit 0 after SIGTERM; it exited with {status}; printed {lines:?}; stderr {:?}",
+        srv.stderr_lines()
     );
 }
 
@@ -439,7 +495,8 @@ graded! {
 /// `ch07_threads server --design queue --workers W --max Q`, and its thread
 /// count once it said `listening` (every worker started by then).
 fn start_queue_server(workers: usize, max: usize) -> (ServerProcess, usize) {
-    ch07::server::raise_fd_limit().unwrap();
+    ch07::server::raise_fd_limit()
+        .unwrap_or_else(|e| panic!("test setup: raise RLIMIT_NOFILE: {e}"));
     let (w, q) = (workers.to_string(), max.to_string());
     let srv = ServerProcess::start(
         BIN,
@@ -490,7 +547,12 @@ impl Waiter {
     fn connect(addr: &nix::sys::socket::SockaddrStorage, i: usize) -> Waiter {
         let mut stream = std_client(addr);
         let line = format!("client {i}\n").into_bytes();
-        stream.write_all(&line).unwrap();
+        stream.write_all(&line).unwrap_or_else(|e| {
+            panic!(
+                "client {i}: sending {:?} to the queue server failed: {e}",
+                String::from_utf8_lossy(&line)
+            )
+        });
         stream.set_nonblocking(true).unwrap();
         Waiter {
             stream,
@@ -509,7 +571,11 @@ impl Waiter {
                 Ok(n) => self.got.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => self.eof = true,
-                Err(e) => panic!("read from the queue server: {e}"),
+                Err(e) => panic!(
+                    "a client of the queue server sent {:?}, had read {:?}, then read failed: {e}",
+                    String::from_utf8_lossy(&self.line),
+                    String::from_utf8_lossy(&self.got)
+                ),
             }
         }
     }
@@ -573,12 +639,13 @@ fn stop_queue_server(mut srv: ServerProcess) -> std::collections::HashMap<String
         status.code(),
         Some(0),
         "the queue server should exit 0 after SIGTERM (close the queue so the workers leave, \
-         drain, join them); printed {lines:?}"
+         drain, join them); it exited with {status}; printed {lines:?}; stderr {:?}",
+        srv.stderr_lines()
     );
     let stopped = lines
         .iter()
         .find(|l| l.starts_with("stopped:"))
-        .unwrap_or_else(|| panic!("no `stopped:` line in {lines:?}"));
+        .unwrap_or_else(|| panic!("after SIGTERM the queue server should print a `stopped: accepted=… refused=… spawned=… joined=…` line; it printed {lines:?}"));
     stopped
         .split_whitespace()
         .filter_map(|w| w.split_once('='))
@@ -599,9 +666,14 @@ graded! {
         let mut ab: Vec<Waiter> = (0..2).map(|i| Waiter::connect(&srv.addr, i)).collect();
         assert!(
             pump_until(&mut ab, support::DEADLINE, |w| count(w, Answer::Echo) == 2),
-            "with 2 idle workers, clients a and b should both be served at once; got {:?} \
-             (a worker that holds the queue's lock while it serves makes the pool one thread wide)",
-            ab.iter().map(Waiter::answer).collect::<Vec<_>>()
+            "with 2 idle workers, clients a and b should both be served at once; got {:?} {}",
+            ab.iter().map(Waiter::answer).collect::<Vec<_>>(),
+            if ab.iter().any(|w| w.answer() == Answer::Busy) {
+                "(one was refused while a worker was idle: the bound is on connections waiting in \
+                 the queue, not on those in service)"
+            } else {
+                "(a worker that holds the queue's lock while it serves makes the pool one thread wide)"
+            }
         );
         let mut cd: Vec<Waiter> = (2..4).map(|i| Waiter::connect(&srv.addr, i)).collect();
         let mut e = vec![Waiter::connect(&srv.addr, 4)];
@@ -609,9 +681,14 @@ graded! {
         assert!(
             refused && e[0].answer() == Answer::Busy,
             "2 workers busy and 2 clients queued: a fifth client should get {BUSY:?} and EOF; got \
-             {:?} (eof {}). A queue that is unbounded, or a blocking send into it, never refuses",
+             {:?} (eof {}). {}",
             String::from_utf8_lossy(&e[0].got),
-            e[0].eof
+            e[0].eof,
+            if e[0].got == BUSY.as_bytes() {
+                "The busy line came but no EOF: close the refused connection"
+            } else {
+                "A queue that is unbounded, or a blocking send into it, never refuses"
+            }
         );
         for w in cd.iter_mut() {
             w.pump();
@@ -643,7 +720,7 @@ graded! {
         );
         let report = stop_queue_server(srv);
         for (key, want) in [("accepted", 5), ("refused", 1), ("spawned", 2), ("joined", 2)] {
-            assert_eq!(report.get(key), Some(&want), "{key} in the `stopped:` line: {report:?}");
+            assert_eq!(report.get(key), Some(&want), "5 clients (a..e), 2 workers, queue 2, e refused: {key} in the `stopped:` line should be {want}; the line's numbers: {report:?}");
         }
     }
 }
@@ -672,7 +749,7 @@ graded! {
              {busy} refused"
         );
         let threads = proc::threads(srv.pid).unwrap();
-        assert_eq!(threads, threads0, "threads when listening {threads0}, under the crowd {threads}");
+        assert_eq!(threads, threads0, "the pool's thread count changed under a crowd of {crowd}: {threads0} when listening, {threads} now: no thread per connection in a pool");
         // The served ones leave: the waiting ones must be served now, each
         // closed as soon as it has its echo (which frees its worker).
         let (served, mut rest): (Vec<Waiter>, Vec<Waiter>) =
@@ -683,7 +760,9 @@ graded! {
         while rest.iter().any(|w| w.answer() == Answer::Nothing) {
             assert!(
                 Instant::now() < deadline,
-                "after the {workers} served clients left, {} of the {waiting} queued clients                  still got nothing ({later} were served meanwhile): a queued connection must be                  served, not forgotten",
+                "after the {workers} served clients left, {} of the {waiting} queued clients \
+                 still got nothing within 8 s ({later} were served meanwhile): a queued connection must be \
+                 served, not forgotten",
                 count(&rest, Answer::Nothing)
             );
             pump_until(&mut rest, Duration::from_millis(200), |w| {
@@ -713,8 +792,8 @@ graded! {
             proc::threads(srv.pid).unwrap_or(0)
         );
         let report = stop_queue_server(srv);
-        assert_eq!(report.get("accepted"), Some(&(crowd as u64)), "accepted: {report:?}");
-        assert_eq!(report.get("refused"), Some(&refused), "refused (busy lines seen): {report:?}");
-        assert_eq!(report.get("joined"), Some(&(workers as u64)), "joined: {report:?}");
+        assert_eq!(report.get("accepted"), Some(&(crowd as u64)), "{crowd} clients connected: accepted= in the `stopped:` line; its numbers: {report:?}");
+        assert_eq!(report.get("refused"), Some(&refused), "the clients read {refused} busy lines: refused= in the `stopped:` line; its numbers: {report:?}");
+        assert_eq!(report.get("joined"), Some(&(workers as u64)), "{workers} workers: joined= in the `stopped:` line; its numbers: {report:?}");
     }
 }

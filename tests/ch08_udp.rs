@@ -125,8 +125,16 @@ graded! {
             assert_eq!(from, server.addr, "the echo of {len} bytes came from {from}, not the server");
             assert!(
                 n == len && buf[..n] == sent[..],
-                "sent {len} bytes, got back {n} bytes{}",
-                if n == len { " that differ" } else { "" }
+                "sent a {len}-byte datagram to the echo server at {}, got back {n} bytes{}",
+                server.addr,
+                if n == len {
+                    format!(
+                        " that differ, first at byte {:?}",
+                        buf[..n].iter().zip(&sent).position(|(a, b)| a != b)
+                    )
+                } else {
+                    String::new()
+                }
             );
         }
         let stats = server.stop();
@@ -156,7 +164,9 @@ graded! {
         let fits = pattern(1000, 2);
         client.send_to(&fits, server.addr).unwrap();
         let mut buf = [0u8; 4096];
-        let (n, _) = client.recv_from(&mut buf).expect("the 1000-byte datagram was not echoed");
+        let (n, _) = client.recv_from(&mut buf).unwrap_or_else(|e| {
+            panic!("after a truncated 1500-byte datagram, sent a 1000-byte one (fits the 1000-byte buffer): no echo within {DEADLINE:?} ({e})")
+        });
         assert!(
             n == 1000 && buf[..n] == fits[..],
             "after the truncated 1500-byte datagram and a 1000-byte one, the first echo was {n} bytes: the cut stump was echoed (check msg_flags for MSG_TRUNC)"
@@ -263,12 +273,20 @@ graded! {
         let backoff = Backoff { first_timeout: Duration::from_millis(100), factor: 2, tries: 5 };
         let reply = request(&sock, &nix(addr), 31, b"are you there?", backoff)
             .unwrap_or_else(|e| panic!("the server answers the 4th try of 5; request returned {e}"));
-        assert_eq!(reply.body, b"fourth time lucky", "the body after \"31 \"");
-        assert_eq!(reply.sends, 4, "the server answered the 4th request");
+        assert!(
+            reply.body == b"fourth time lucky",
+            "the server answered the 4th try with \"31 fourth time lucky\": Reply::body should be the bytes after the id \"31 \"; got {:?}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.sends, 4, "the server was silent for 3 tries and answered the 4th: Reply::sends should be 4; the reply had sends {}, ignored {}, body {:?}", reply.sends, reply.ignored, String::from_utf8_lossy(&reply.body));
         let seen = server.join_within(DEADLINE * 2, "request server");
         assert_eq!(seen.len(), 4, "the server saw {} requests, want 4 (3 unanswered + 1)", seen.len());
         for (_, d) in &seen {
-            assert_eq!(d, b"31 are you there?", "every try resends the same request, same id");
+            assert!(
+                d == b"31 are you there?",
+                "every try resends the same request with the same id, \"31 are you there?\"; the server received {:?}",
+                String::from_utf8_lossy(d)
+            );
         }
         // Lower bounds only (a loaded machine makes waits longer, never shorter).
         for (k, want_ms) in [(1usize, 100u64), (2, 200), (3, 400)] {
@@ -304,7 +322,7 @@ graded! {
             "3 tries waiting 50 + 100 + 200 ms take 350 ms; request gave up after {took:?}"
         );
         let seen = server.join_within(DEADLINE, "request server");
-        assert_eq!(seen.len(), 3, "tries = 3: the server saw {} requests", seen.len());
+        assert_eq!(seen.len(), 3, "a silent server, Backoff {{ tries: 3 }}: request should send exactly 3 times; the server received {} datagrams {:?}", seen.len(), seen.iter().map(|(_, d)| String::from_utf8_lossy(d).into_owned()).collect::<Vec<_>>());
     }
 }
 
@@ -330,15 +348,18 @@ graded! {
         );
         let (sock, _) = own_udp();
         let backoff = Backoff { first_timeout: Duration::from_millis(1000), factor: 2, tries: 2 };
-        let first = request(&sock, &nix(addr), 7, b"q", backoff).unwrap_or_else(|e| panic!("request 7: {e}"));
-        assert_eq!(String::from_utf8_lossy(&first.body), "first", "request 7");
-        let second = request(&sock, &nix(addr), 8, b"q", backoff).unwrap_or_else(|e| panic!("request 8: {e}"));
+        let first = request(&sock, &nix(addr), 7, b"q", backoff)
+            .unwrap_or_else(|e| panic!("request(id 7, \"q\"): the server answers \"7 first\" (twice); request returned {e}"));
+        assert_eq!(String::from_utf8_lossy(&first.body), "first", "request(id 7): the server answered \"7 first\" (twice): Reply::body should be \"first\"");
+        let second = request(&sock, &nix(addr), 8, b"q", backoff).unwrap_or_else(|e| {
+            panic!("request(id 8, \"q\") on the same socket: after stale, stray and garbage datagrams the server answers \"8 second\"; request returned {e}")
+        });
         assert_eq!(
             String::from_utf8_lossy(&second.body),
             "second",
             "request 8: before \"8 second\" came the duplicate \"7 first\", \"7 stale\", \"8 from a stranger\" (another address), \"no id at all\" and an empty datagram"
         );
-        assert_eq!(second.sends, 1, "the answer came in time for the first try");
+        assert_eq!(second.sends, 1, "request(id 8): the answer came in time for the first try (timeout 1 s): Reply::sends should be 1; the reply had sends {}, ignored {}, body {:?}", second.sends, second.ignored, String::from_utf8_lossy(&second.body));
         assert!(second.ignored >= 5, "5 datagrams were not the answer; ignored counts {}", second.ignored);
         let _ = server.join_within(DEADLINE, "request server");
     }
@@ -550,14 +571,18 @@ graded! {
         let addr = server.local_addr().unwrap();
         let peer = Background::spawn("server", move || {
             let mut buf = [0u8; 256];
-            let (n, from) = server.recv_from(&mut buf).expect("the client's question");
+            let (n, from) = server.recv_from(&mut buf).unwrap_or_else(|e| {
+                panic!("the test's server: no question from ask_connected within {DEADLINE:?} ({e})")
+            });
             stranger.send_to(b"from a stranger", from).unwrap();
             let mut answer = b"answer to ".to_vec();
             answer.extend_from_slice(&buf[..n]);
             server.send_to(&answer, from).unwrap();
         });
         narrate::set_quiet(true);
-        let got = ask_connected(&nix(addr), b"q?", DEADLINE).unwrap_or_else(|e| panic!("ask {addr}: {e}"));
+        let got = ask_connected(&nix(addr), b"q?", DEADLINE).unwrap_or_else(|e| {
+            panic!("ask_connected(server {addr}, \"q?\"): a stranger's datagram, then the server's answer \"answer to q?\" were sent; it returned {e}")
+        });
         assert_eq!(
             String::from_utf8_lossy(&got),
             "answer to q?",

@@ -117,7 +117,14 @@ fn raw_fd_limit() -> usize {
             r.msg_iovlen = 1;
             r.msg_control = rcontrol.as_mut_ptr().cast();
             r.msg_controllen = space as _;
-            assert!(unsafe { libc::recvmsg(b.as_raw_fd(), &mut r, 0) } == 1);
+            let got = unsafe { libc::recvmsg(b.as_raw_fd(), &mut r, 0) };
+            let err = std::io::Error::last_os_error();
+            assert!(
+                got == 1,
+                "test scaffolding (finding the kernel's fds-per-message limit with raw libc): \
+                 sendmsg of 1 byte with {n} fds (SCM_RIGHTS) succeeded, then recvmsg on the \
+                 other end of the SOCK_SEQPACKET pair returned {got} (errno: {err}); expected the 1 byte"
+            );
             unsafe {
                 let c = libc::CMSG_FIRSTHDR(&r);
                 let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
@@ -132,7 +139,11 @@ fn raw_fd_limit() -> usize {
     let mut n = 1;
     while try_n(n + 1) {
         n += 1;
-        assert!(n < 100_000, "no fd limit found");
+        assert!(
+            n < 100_000,
+            "test scaffolding: sendmsg with SCM_RIGHTS kept succeeding up to {n} fds per message; \
+             expected the kernel to refuse (EINVAL) well before that (SCM_MAX_FD)"
+        );
     }
     n
 }
@@ -159,11 +170,16 @@ fn listen_abstract(name: &str, ty: SockType) -> OwnedFd {
     fd
 }
 
-/// accept with a deadline.
-fn accept_within(listener: &OwnedFd) -> OwnedFd {
-    sockbook::kit::wait::wait_readable(listener, DEADLINE)
-        .unwrap_or_else(|e| panic!("no connection to accept within {DEADLINE:?}: {e}"));
-    let fd = socket::accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC).expect("accept4");
+/// accept with a deadline; `what` says which listener and who connects.
+fn accept_within(listener: &OwnedFd, what: &str) -> OwnedFd {
+    let raw = listener.as_raw_fd();
+    sockbook::kit::wait::wait_readable(listener, DEADLINE).unwrap_or_else(|e| {
+        panic!(
+            "{what}: waited {DEADLINE:?} for a connection to accept on fd {raw}, none came ({e})"
+        )
+    });
+    let fd = socket::accept4(raw, SockFlag::SOCK_CLOEXEC)
+        .unwrap_or_else(|e| panic!("{what}: fd {raw} was readable, but accept4 failed: {e}"));
     unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
 }
 
@@ -225,12 +241,16 @@ fn my_gid() -> u32 {
     unsafe { libc::getegid() }
 }
 
-/// recv one seqpacket message with a deadline.
-fn recv_msg(fd: &OwnedFd) -> Vec<u8> {
-    sockbook::kit::wait::wait_readable(fd, DEADLINE)
-        .unwrap_or_else(|e| panic!("no reply within {DEADLINE:?}: {e}"));
+/// recv one seqpacket message with a deadline; `what` says which reply.
+fn recv_msg(fd: &OwnedFd, what: &str) -> Vec<u8> {
+    sockbook::kit::wait::wait_readable(fd, DEADLINE).unwrap_or_else(|e| {
+        panic!(
+            "{what}: no reply message within {DEADLINE:?} (the server sent nothing, or hung): {e}"
+        )
+    });
     let mut buf = vec![0u8; 65536];
-    let n = socket::recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT).expect("recv");
+    let n = socket::recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT)
+        .unwrap_or_else(|e| panic!("{what}: recv of the reply failed: {e}"));
     buf.truncate(n);
     buf
 }
@@ -260,7 +280,7 @@ graded! {
             None,
         );
         let child_pid = kid.0.id() as i32;
-        let conn = accept_within(&listener);
+        let conn = accept_within(&listener, "the test's SOCK_SEQPACKET listener, the client child connecting");
         let server = Background::spawn("serve_messages", move || serve_messages(conn.as_fd()));
         let out = kid.finish();
         let served = server.join_within(DEADLINE, "serve_messages after the client closed");
@@ -302,9 +322,9 @@ graded! {
             "z".repeat(4091).into_bytes(),
         ];
         for (i, (req, w)) in requests.iter().zip(&want).enumerate() {
-            let got = recv_msg(&mine);
-            assert_eq!(
-                &got, w,
+            let got = recv_msg(&mine, &format!("request {i} {} (all 6 sent back to back)", show(req)));
+            assert!(
+                got == *w,
                 "request {i} {} (all 6 sent back to back before reading): expected reply {}, got {}",
                 show(req), show(w), show(&got)
             );
@@ -339,7 +359,7 @@ graded! {
             let mut buf = [0u8; 16];
             let got = recv_fds(&b, &mut buf, n).unwrap_or_else(|e| panic!("recv_fds(max {n}) after {n} fds were sent: {e}"));
             assert_eq!(&buf[..got.len], b"fds!", "the data that came with {n} fds");
-            assert!(!got.fds_truncated, "{n} fds sent, room for {n}: MSG_CTRUNC should not be reported");
+            assert!(!got.fds_truncated, "{n} fds sent, room for {n}: recv_fds reported MSG_CTRUNC (fds_truncated) with {} fds received; with room for all, nothing is truncated (control buffer sized with CMSG_SPACE(n * 4)?)", got.fds.len());
             let came: Vec<String> = got.fds.iter().map(link).collect();
             assert_eq!(came, targets, "{n} fds sent (pipe write ends, in order); /proc/self/fd says the received fds are these");
             for fd in &got.fds {
@@ -399,7 +419,7 @@ graded! {
         for ty in [SockType::Stream, SockType::SeqPacket] {
             let (a, b) = pair(ty);
             socket::setsockopt(&b, sockopt::PassCred, &true).expect("SO_PASSCRED");
-            socket::send(a.as_raw_fd(), b"plain", MsgFlags::empty()).unwrap();
+            socket::send(a.as_raw_fd(), b"plain", MsgFlags::empty()).expect("test scaffolding: send 5 bytes on a fresh socketpair");
             let mut buf = [0u8; 16];
             let got = recv_fds(&b, &mut buf, 4).unwrap_or_else(|e| panic!("{ty:?}: recv_fds on a plain message: {e}"));
             assert_eq!((got.len, got.fds.len(), got.fds_truncated), (5, 0, false),
@@ -407,15 +427,20 @@ graded! {
             let pipes: Vec<(OwnedFd, OwnedFd)> = (0..3).map(|_| pipe()).collect();
             let targets: Vec<String> = pipes.iter().map(|(_, w)| link(w)).collect();
             let ends: Vec<BorrowedFd> = pipes.iter().map(|(_, w)| w.as_fd()).collect();
-            send_fds(&a, b"three", &ends).unwrap();
-            let got = recv_fds(&b, &mut buf, 3).unwrap();
+            send_fds(&a, b"three", &ends)
+                .unwrap_or_else(|e| panic!("{ty:?}: send_fds(\"three\", 3 pipe write ends) after a plain message: {e}"));
+            let got = recv_fds(&b, &mut buf, 3).unwrap_or_else(|e| {
+                panic!("{ty:?}, receiver with SO_PASSCRED: recv_fds(max 3) of a message with 3 fds (SCM_RIGHTS) and SCM_CREDENTIALS failed: {e}")
+            });
             let came: Vec<String> = got.fds.iter().map(link).collect();
             assert_eq!((came, got.fds_truncated), (targets, false),
-                "{ty:?}, receiver with SO_PASSCRED (an SCM_CREDENTIALS message comes first): 3 fds sent, room for 3; size the buffer for the credentials too");
+                "{ty:?}, receiver with SO_PASSCRED (an SCM_CREDENTIALS message comes first): 3 fds sent, room for 3: \
+                 (received fds, MSG_CTRUNC reported) from recv_fds (left) vs the 3 pipe write ends sent, not truncated (right); size the control buffer for the credentials too");
             drop(got);
-            socket::send(a.as_raw_fd(), b"again", MsgFlags::empty()).unwrap();
-            let got = recv_fds(&b, &mut buf, 4).unwrap();
-            assert_eq!(got.fds.len(), 0, "{ty:?}: a plain message after one with fds must bring no fds");
+            socket::send(a.as_raw_fd(), b"again", MsgFlags::empty()).expect("test scaffolding: send 5 bytes");
+            let got = recv_fds(&b, &mut buf, 4)
+                .unwrap_or_else(|e| panic!("{ty:?}: recv_fds(max 4) of a plain 5-byte message sent after one with fds: {e}"));
+            assert_eq!(got.fds.len(), 0, "{ty:?}: a plain message \"again\" after one with fds must bring no fds; recv_fds returned {} fd(s), {} bytes {:?}", got.fds.len(), got.len, String::from_utf8_lossy(&buf[..got.len]));
             for (i, (r, w)) in pipes.into_iter().enumerate() {
                 drop(w);
                 assert!(sees_eof(&r, DEADLINE), "{ty:?}: pipe {i} still has a write end open somewhere: a leak");
@@ -454,11 +479,14 @@ graded! {
             let targets: Vec<String> = pipes.iter().map(|(_, w)| link(w)).collect();
             let ends: Vec<BorrowedFd> = pipes.iter().map(|(_, w)| w.as_fd()).collect();
             send_fds(&mine, b"take these", &ends).unwrap_or_else(|e| panic!("send_fds({n} fds) to the child: {e}"));
-            sockbook::kit::wait::wait_readable(&mine, DEADLINE).expect("the child's report");
+            sockbook::kit::wait::wait_readable(&mine, DEADLINE).unwrap_or_else(|e| {
+                panic!("sent {n} fds to the child (`helper fd-echo 8`, built on recv_fds/send_fds): its report `got N truncated B` did not come within {DEADLINE:?}: {e}")
+            });
             let mut buf = [0u8; 64];
-            let got = recv_fds(&mine, &mut buf, 16).unwrap();
+            let got = recv_fds(&mine, &mut buf, 16)
+                .unwrap_or_else(|e| panic!("sent {n} fds to the child: recv_fds(max 16) of its report and the fds it sent back failed: {e}"));
             let report = String::from_utf8_lossy(&buf[..got.len]).into_owned();
-            assert_eq!(report, expect, "sent {n} fds to a child receiving up to 8; its report");
+            assert_eq!(report, expect, "sent {n} fds to a child (`helper fd-echo 8`: recv_fds(max 8), then send_fds back): its report `got N truncated B` (left) vs expected (right)");
             let came: Vec<String> = got.fds.iter().map(link).collect();
             let kept = n.min(8);
             assert_eq!(came, targets[..kept].to_vec(), "the child sent back the {kept} fds it received");
@@ -490,9 +518,10 @@ graded! {
         let listener = listen_abstract(&name, SockType::Stream);
         let kid = client_child(&["--abstract", &name], None);
         let pid = kid.0.id() as i32;
-        let conn = accept_within(&listener);
+        let conn = accept_within(&listener, "the test's listener, a client child of our uid connecting");
         let (uid, gid) = (my_uid(), my_gid());
-        let v = authorise(conn.as_fd(), Some(b"uid=4242 pid=1")).expect("authorise");
+        let v = authorise(conn.as_fd(), Some(b"uid=4242 pid=1"))
+            .unwrap_or_else(|e| panic!("authorise(conn from child pid {pid}, claim `uid=4242 pid=1`) should give a verdict, it failed: {e}"));
         assert_eq!(
             (v.allowed, v.peer.pid, v.peer.uid, v.peer.gid, v.claim_honest),
             (true, pid, uid, gid, Some(false)),
@@ -500,12 +529,19 @@ graded! {
              want (allowed, pid, uid, gid, claim_honest) from SO_PEERCRED"
         );
         let honest = format!("pid={pid} uid={uid}");
-        let v = authorise(conn.as_fd(), Some(honest.as_bytes())).expect("authorise");
-        assert_eq!((v.allowed, v.claim_honest), (true, Some(true)), "claim {honest:?} is the truth");
-        let v = authorise(conn.as_fd(), Some(format!("pid={pid} uid={uid} gid=77777").as_bytes())).expect("authorise");
-        assert_eq!(v.claim_honest, Some(false), "a claim with one wrong field (gid=77777) is not honest");
-        let v = authorise(conn.as_fd(), None).expect("authorise");
-        assert_eq!((v.allowed, v.claim_honest), (true, None), "no claim: claim_honest is None");
+        let v = authorise(conn.as_fd(), Some(honest.as_bytes()))
+            .unwrap_or_else(|e| panic!("authorise(conn from child pid {pid}, claim {honest:?}) failed: {e}"));
+        assert_eq!((v.allowed, v.claim_honest), (true, Some(true)),
+            "child pid {pid} of our uid {uid} claimed {honest:?}, which SO_PEERCRED confirms: want (allowed, claim_honest); verdict {v:?}");
+        let lying = format!("pid={pid} uid={uid} gid=77777");
+        let v = authorise(conn.as_fd(), Some(lying.as_bytes()))
+            .unwrap_or_else(|e| panic!("authorise(conn from child pid {pid}, claim {lying:?}) failed: {e}"));
+        assert_eq!(v.claim_honest, Some(false),
+            "claim {lying:?}: pid and uid right, gid wrong (ours is {gid}); one wrong field makes it not honest; verdict {v:?}");
+        let v = authorise(conn.as_fd(), None)
+            .unwrap_or_else(|e| panic!("authorise(conn from child pid {pid}, no claim) failed: {e}"));
+        assert_eq!((v.allowed, v.claim_honest), (true, None),
+            "no claim from child pid {pid} of our uid: want (allowed, claim_honest) = (true, None); verdict {v:?}");
         drop(conn);
         let _ = kid.finish();
     }
@@ -524,9 +560,10 @@ graded! {
         let listener = listen_abstract(&name, SockType::Stream);
         let kid = client_child(&["--abstract", &name], Some(other));
         let pid = kid.0.id() as i32;
-        let conn = accept_within(&listener);
+        let conn = accept_within(&listener, "the test's listener, a client child of uid 65534 connecting");
         let claim = format!("uid=0 pid={}", std::process::id());
-        let v = authorise(conn.as_fd(), Some(claim.as_bytes())).expect("authorise");
+        let v = authorise(conn.as_fd(), Some(claim.as_bytes()))
+            .unwrap_or_else(|e| panic!("authorise(conn from child pid {pid} of uid {other}, claim {claim:?}) should give a verdict, it failed: {e}"));
         assert_eq!(
             (v.allowed, v.peer.uid, v.peer.pid, v.peer.gid, v.claim_honest),
             (false, other, pid, my_gid(), Some(false)),
@@ -548,12 +585,14 @@ graded! {
         let out = kid.finish();
         let mine = client_child(&["--abstract", &name, "PING"], None).finish();
         drop(stop_w);
-        let stats = server.join_within(DEADLINE, "serve after stop").expect("serve");
+        let stats = server
+            .join_within(DEADLINE, "serve after stop")
+            .unwrap_or_else(|e| panic!("serve (which calls authorise for each client) returned an error after the stop: {e}"));
         let v: Vec<_> = verdicts.try_iter().map(|v| (v.peer.uid, v.allowed)).collect();
         assert_eq!(v, vec![(other, false), (0, true)], "verdicts for a uid {other} client then a uid 0 client");
         assert!(out.starts_with("refused"), "the uid {other} client should read a `refused …` line; it printed {out:?}");
-        assert_eq!(mine.trim(), "PONG", "our own uid's PING");
-        assert_eq!(stats.refused, 1, "stats: {stats:?}");
+        assert_eq!(mine.trim(), "PONG", "a client of our own uid (0) sent PING through serve; it printed {mine:?}");
+        assert_eq!(stats.refused, 1, "one client of uid {other}, one of uid 0: serve's stats should count 1 refused; stats {stats:?}");
     }
 }
 
@@ -578,15 +617,17 @@ graded! {
         let (old_end, new_end) = pair(SockType::Stream);
         let successor = Background::spawn("take_over", move || (take_over(new_end.as_fd(), 4), new_end));
         let handed = hand_over(vec![tcp, unix], old_end.as_fd(), DEADLINE);
-        assert!(handed.is_ok(), "hand_over to a successor that takes over should be Ok; got {:?}", handed.err().map(|(_, e)| e));
+        assert!(handed.is_ok(), "hand_over(TCP listener, unix listener) to a successor running take_over(max 4) should return Ok; it returned Err: {}",
+            handed.err().map(|(back, e)| format!("{e} (and gave back {} fds)", back.len())).unwrap_or_default());
         let (taken, _new_end) = successor.join_within(DEADLINE, "take_over");
-        let taken = taken.unwrap_or_else(|e| panic!("take_over: {e}"));
+        let taken = taken.unwrap_or_else(|e| panic!("the successor's take_over(max 4) of the 2 listeners hand_over sent failed: {e}"));
         let got: Vec<String> = taken.iter().map(link).collect();
         assert_eq!(got, links.to_vec(), "the successor's fds should be the same two sockets, in order");
         assert_eq!(links_to(&links[0]), 1, "after hand_over returned Ok, exactly one fd (the successor's) should hold the TCP listener; /proc/self/fd has {}", links_to(&links[0]));
         assert_eq!(open_sockets_on_port(port), 1, "sockets on port {port}");
-        let client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the port after the hand-over");
-        let conn = accept_within(&taken[0]);
+        let client = std::net::TcpStream::connect(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("after the hand-over, connect to 127.0.0.1:{port} (the listener take_over returned) failed: {e}"));
+        let conn = accept_within(&taken[0], "the TCP listener take_over returned, a client connecting after the hand-over");
         drop((client, conn));
     }
 }
@@ -610,7 +651,9 @@ graded! {
                 let how = how.to_string();
                 move || {
                     if !how.starts_with("never") {
-                        sockbook::kit::wait::wait_readable(&new_end, DEADLINE).unwrap();
+                        sockbook::kit::wait::wait_readable(&new_end, DEADLINE).unwrap_or_else(|e| {
+                            panic!("a successor that {how}: hand_over sent nothing on the channel within {DEADLINE:?} (expected the listener's fd in SCM_RIGHTS): {e}")
+                        });
                         let mut buf = [0u8; 64];
                         let mut control = vec![0u64; 64];
                         let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: 64 };
@@ -619,7 +662,13 @@ graded! {
                         msg.msg_iovlen = 1;
                         msg.msg_control = control.as_mut_ptr().cast();
                         msg.msg_controllen = 512;
-                        assert!(unsafe { libc::recvmsg(new_end.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) } > 0);
+                        let n = unsafe { libc::recvmsg(new_end.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+                        let err = std::io::Error::last_os_error();
+                        assert!(
+                            n > 0,
+                            "a successor that {how}: the channel was readable, but recvmsg of hand_over's message returned {n} \
+                             (0: hand_over closed the channel without sending; errno: {err}); expected a message with the listener's fd"
+                        );
                         let mut got = Vec::new();
                         unsafe {
                             let c = libc::CMSG_FIRSTHDR(&msg);
@@ -649,10 +698,10 @@ graded! {
                 panic!("a successor that {how}: hand_over returned Ok, but nobody else holds the listener now");
             };
             assert_eq!(back.len(), 1, "a successor that {how}: hand_over should give back the 1 listener ({e})");
-            assert_eq!(link(&back[0]), before, "the listener given back is the original socket");
+            assert_eq!(link(&back[0]), before, "a successor that {how}: the listener hand_over gives back should be the original socket (/proc/self/fd link), not a new one");
             let client = std::net::TcpStream::connect(("127.0.0.1", port));
             assert!(client.is_ok(), "a successor that {how}: after the failed hand-over, connect to port {port}: {client:?}");
-            let conn = accept_within(&back[0]);
+            let conn = accept_within(&back[0], &format!("a successor that {how}: the listener hand_over gave back, a client connecting"));
             drop((client, conn, back));
             assert_eq!(open_sockets_on_port(port), 0, "after closing everything, no socket on port {port} is left open");
         }
@@ -693,7 +742,7 @@ graded! {
                     let mut s = match std::net::TcpStream::connect(("127.0.0.1", port)) {
                         Ok(s) => s,
                         Err(e) => {
-                            tally.0.lock().unwrap().refused.push(format!("{req:?}: {e}"));
+                            tally.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).refused.push(format!("{req:?}: {e}"));
                             tally.1.notify_all();
                             continue;
                         }
@@ -701,7 +750,9 @@ graded! {
                     s.set_read_timeout(Some(DEADLINE)).unwrap();
                     let mut reply = String::new();
                     let r = s.write_all(req.as_bytes()).and_then(|_| BufReader::new(&s).read_line(&mut reply));
-                    let mut t = tally.0.lock().unwrap();
+                    // Not unwrap: a failed assertion in the test thread poisons the
+                    // lock, and this thread's panic would only add noise.
+                    let mut t = tally.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     match (r, reply.strip_suffix(&req)) {
                         (Ok(_), Some("old ")) => t.old += 1,
                         (Ok(_), Some("new ")) => t.new += 1,
@@ -724,8 +775,9 @@ graded! {
         let new = Background::spawn("new server", move || {
             let channel = socket::socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
             socket::connect(channel.as_raw_fd(), &UnixAddr::new_abstract(control_name.as_bytes()).unwrap()).unwrap();
-            let mut fds = take_over(channel.as_fd(), 4).unwrap_or_else(|e| panic!("take_over: {e}"));
-            assert_eq!(fds.len(), 2, "the old server hands over 2 sockets (tcp, control)");
+            let mut fds = take_over(channel.as_fd(), 4)
+                .unwrap_or_else(|e| panic!("the new server's take_over(max 4) from the old server's control socket failed: {e}"));
+            assert_eq!(fds.len(), 2, "the old server (serve_tcp, via hand_over) hands over 2 listeners (tcp, control); take_over(max 4) returned {} fds", fds.len());
             let control = fds.pop().unwrap();
             let tcp = fds.pop().unwrap();
             serve_tcp(tcp, control, "new", new_stop_r.as_fd())
@@ -737,14 +789,18 @@ graded! {
         done.store(true, Ordering::Relaxed);
         client.join_within(DEADLINE, "the hammering client");
         drop(new_stop_w);
-        let new_outcome = new.join_within(DEADLINE, "the new server after stop").expect("new serve_tcp");
+        let new_outcome = new
+            .join_within(DEADLINE, "the new server after stop")
+            .unwrap_or_else(|e| panic!("the new server's serve_tcp (on the sockets take_over received) returned an error after the stop: {e}"));
         let t = tally.0.lock().unwrap();
         assert!(
             t.refused.is_empty() && t.unanswered.is_empty(),
             "during the hand-over: {} answered by old, {} by new; refused {:?}; unanswered {:?}",
             t.old, t.new, t.refused, t.unanswered
         );
-        assert_eq!(old_outcome.served + new_outcome.served, t.old + t.new, "servers' counts vs the client's");
+        assert_eq!(old_outcome.served + new_outcome.served, t.old + t.new,
+            "requests served as counted by the servers (old {} + new {}) should equal the answers the client read (old {} + new {})",
+            old_outcome.served, new_outcome.served, t.old, t.new);
         assert_eq!(open_sockets_on_port(port), 0, "port {port}: no socket left open after both servers are done");
     }
 }
@@ -764,18 +820,18 @@ graded! {
         let taken = successor.join_within(DEADLINE, "take_over");
         assert!(taken.is_err(), "3 listeners sent, take_over(max 2): it must fail (MSG_CTRUNC: the third was closed in flight); it returned {taken:?}");
         let back = handed.err().map(|(back, _)| back.iter().map(link).collect::<Vec<_>>());
-        assert_eq!(back, Some(links), "the successor failed: hand_over must give back all 3 listeners");
+        assert_eq!(back, Some(links), "the successor failed: hand_over must return Err and give back all 3 listeners, the same sockets (left: what it gave back, None if it returned Ok)");
 
         // A connected socket is not a listener.
         let (listener, port) = tcp_listener();
         let stray = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let conn = accept_within(&listener);
+        let conn = accept_within(&listener, "test scaffolding: a TCP listener, a stray client connecting");
         let (old_end, new_end) = pair(SockType::Stream);
         let successor = Background::spawn("take_over", move || take_over(new_end.as_fd(), 2).map(|v| v.len()));
         let handed = hand_over(vec![conn], old_end.as_fd(), Duration::from_secs(3));
         let taken = successor.join_within(DEADLINE, "take_over");
         assert!(taken.is_err(), "take_over of a connected (not listening) TCP socket must fail (SO_ACCEPTCONN is 0); got {taken:?}");
-        assert!(handed.is_err(), "and hand_over must then fail too");
+        assert!(handed.is_err(), "take_over refused a connected (not listening) TCP socket: hand_over must then fail too and give it back; it returned Ok");
         drop((stray, listener));
 
         // A message without fds.

@@ -117,14 +117,14 @@ graded! {
         // RFC 1071 section 3: the words 0001 f203 f4f5 f6f7 sum to 0xddf2.
         let example = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         let got = sockbook::ch11_raw::internet_checksum(&example);
-        assert_eq!(got, !0xddf2u16,
+        assert!(got == !0xddf2u16,
             "internet_checksum(00 01 f2 03 f4 f5 f6 f7): RFC 1071 sums these to 0xddf2, so the \
              checksum is {:#06x}; got {got:#06x}", !0xddf2u16);
         let mut rng = Rng(0x5eed_0001);
         for len in 0..300 {
             let data = rng.bytes(len);
             let (got, want) = (sockbook::ch11_raw::internet_checksum(&data), reference_checksum(&data));
-            assert_eq!(got, want, "internet_checksum of {len} random bytes {:02x?}…: expected {want:#06x}, got {got:#06x}",
+            assert!(got == want, "internet_checksum of {len} random bytes {:02x?}…: expected {want:#06x} (an independent one's-complement sum), got {got:#06x}",
                 &data[..len.min(8)]);
         }
     }
@@ -137,12 +137,12 @@ graded! {
     fn checksum_pads_an_odd_byte_and_folds_carries() {
         let odd = [0x01, 0x02, 0x03];
         let got = sockbook::ch11_raw::internet_checksum(&odd);
-        assert_eq!(got, !(0x0102u16 + 0x0300),
+        assert!(got == !(0x0102u16 + 0x0300),
             "internet_checksum(01 02 03) = !(0x0102 + 0x0300) = {:#06x}: the odd byte 03 is the \
              HIGH byte of a last word 0300; got {got:#06x}", !(0x0102u16 + 0x0300));
         let ones = vec![0xffu8; 4001];
         let (got, want) = (sockbook::ch11_raw::internet_checksum(&ones), reference_checksum(&ones));
-        assert_eq!(got, want, "4001 bytes of 0xff: expected {want:#06x}, got {got:#06x} (carries folded?)");
+        assert!(got == want, "internet_checksum of 4001 bytes of 0xff: expected {want:#06x}, got {got:#06x} (the sum overflows 16 bits many times: are the carries folded back in?)");
     }
 }
 
@@ -160,7 +160,8 @@ graded! {
             let payload = b"odd-length payload!"; // 19 bytes: the odd byte matters
             let req = icmp::build_echo_request(0xbeef, 7, payload);
             let want = echo_message(8, 0xbeef, 7, payload);
-            assert_eq!(req, want, "build_echo_request(0xbeef, 7, {payload:?}): expected bytes {want:02x?}, got {req:02x?}");
+            assert!(req == want, "build_echo_request(0xbeef, 7, {:?}): expected bytes {want:02x?} (type 8, code 0, checksum, id, seq big-endian, payload), got {req:02x?}",
+                String::from_utf8_lossy(payload));
             let fd = raw_icmp();
             send_icmp(&fd, &req);
             let seen = icmp_received(&fd, Duration::from_millis(500));
@@ -192,11 +193,13 @@ graded! {
             let got = icmp::parse_echo(kernels);
             let want = icmp::Echo { kind: 0, id: 0x4217, seq: 0x0203, payload: payload.to_vec() };
             assert_eq!(got.as_ref(), Ok(&want), "parse_echo(the kernel's reply {kernels:02x?})");
-            assert_eq!(icmp::parse_echo(&kernels[..7]), Err(IcmpError::TooShort), "parse_echo of 7 bytes");
+            assert_eq!(icmp::parse_echo(&kernels[..7]), Err(IcmpError::TooShort),
+                "parse_echo of the first 7 bytes of the kernel's reply {:02x?}: an echo message has an 8-byte header", &kernels[..7]);
             let mut unreachable = kernels.clone();
             unreachable[0] = 3;
             unreachable[1] = 3;
-            assert_eq!(icmp::parse_echo(&unreachable), Err(IcmpError::NotEcho), "parse_echo of a type 3 code 3 message");
+            assert_eq!(icmp::parse_echo(&unreachable), Err(IcmpError::NotEcho),
+                "parse_echo of a type 3 code 3 message (port unreachable) {unreachable:02x?}: only types 0 and 8 are echo");
             // Code 0 but not an echo: a timestamp request (type 13), its
             // checksum right, so only the type can refuse it.
             let mut timestamp = kernels.clone();
@@ -229,7 +232,9 @@ graded! {
             // A real ping first: the kernel answers.
             let fd = raw_icmp();
             let rtt = icmp::ping_once(&fd, Ipv4Addr::LOCALHOST, 0x1111, 1, b"hello", Duration::from_secs(3));
-            assert!(rtt.is_ok(), "ping_once(127.0.0.1, id 0x1111, seq 1) with the kernel answering: {rtt:?}");
+            if let Err(e) = &rtt {
+                panic!("ping_once(127.0.0.1, id 0x1111, seq 1, \"hello\", 3 s) with the kernel answering echo requests should return Ok(rtt); it returned Err: {e}");
+            }
             // Now the kernel stays silent; only what we inject arrives.
             write_sysctl("/proc/sys/net/ipv4/icmp_echo_ignore_all", "1");
             let injector = raw_icmp();
@@ -329,12 +334,14 @@ graded! {
                 let Some(p) = capture::recv_packet(&cap, 65536, Duration::from_millis(200)).unwrap() else { break };
                 let b = &p.bytes;
                 let ihl = usize::from(b[0] & 0xf) * 4;
-                let got = frame::parse_ipv4(b).unwrap_or_else(|e| panic!("parse_ipv4({:02x?}) = {e:?}", b));
-                assert_eq!(got.ip.header_len, ihl, "header_len of {:02x?}", &b[..ihl]);
-                assert_eq!(got.ip.src, Ipv4Addr::new(b[12], b[13], b[14], b[15]), "src of {:02x?}", &b[..ihl]);
-                assert_eq!(got.ip.dst, Ipv4Addr::new(b[16], b[17], b[18], b[19]), "dst of {:02x?}", &b[..ihl]);
+                let got = frame::parse_ipv4(b).unwrap_or_else(|e| {
+                    panic!("parse_ipv4 of a packet the kernel sent on lo (captured whole, IHL {ihl} bytes) should decode; it returned {e:?} for {b:02x?}")
+                });
+                assert_eq!(got.ip.header_len, ihl, "parse_ipv4(captured packet): header_len should be IHL x 4 (low nibble of byte 0); header {:02x?}", &b[..ihl]);
+                assert_eq!(got.ip.src, Ipv4Addr::new(b[12], b[13], b[14], b[15]), "parse_ipv4(captured packet): src is bytes 12..16 of the header {:02x?}", &b[..ihl]);
+                assert_eq!(got.ip.dst, Ipv4Addr::new(b[16], b[17], b[18], b[19]), "parse_ipv4(captured packet): dst is bytes 16..20 of the header {:02x?}", &b[..ihl]);
                 assert_eq!((got.ip.ttl, got.ip.protocol, got.ip.total_len), (b[8], b[9], u16::from_be_bytes([b[2], b[3]])),
-                    "ttl, protocol, total length of {:02x?}", &b[..ihl]);
+                    "parse_ipv4(captured packet): (ttl, protocol, total length) are bytes 8, 9 and 2..4 (big-endian) of the header {:02x?}", &b[..ihl]);
                 let t = &b[ihl..];
                 let want = match b[9] {
                     17 => Transport::Udp { src_port: u16::from_be_bytes([t[0], t[1]]), dst_port: u16::from_be_bytes([t[2], t[3]]), len: u16::from_be_bytes([t[4], t[5]]) },
@@ -360,13 +367,15 @@ graded! {
     fn parse_ipv4_marks_fragments() {
         let body = udp_body(1000, 2000, b"first part");
         let first = ipv4(17, [10, 0, 0, 1], [10, 0, 0, 2], &[], 0x2000, &body);
-        let got = frame::parse_ipv4(&first).expect("parse_ipv4(first fragment)");
+        let got = frame::parse_ipv4(&first)
+            .unwrap_or_else(|e| panic!("parse_ipv4 of a first fragment (MF set, offset 0, UDP 1000 → 2000) {first:02x?} should decode; it returned {e:?}"));
         assert!(got.ip.more_fragments && got.ip.fragment_offset == 0,
             "first fragment (flags/offset field 0x2000): expected MF set, offset 0; got {:?}", got.ip);
         assert!(matches!(got.transport, Transport::Udp { src_port: 1000, dst_port: 2000, .. }),
             "first fragment carries the UDP header (ports 1000 → 2000): got {:?}", got.transport);
         let later = ipv4(17, [10, 0, 0, 1], [10, 0, 0, 2], &[], 185, b"middle of the datagram");
-        let got = frame::parse_ipv4(&later).expect("parse_ipv4(later fragment)");
+        let got = frame::parse_ipv4(&later)
+            .unwrap_or_else(|e| panic!("parse_ipv4 of a later fragment (offset field 185) {later:02x?} should decode (its transport is LaterFragment); it returned {e:?}"));
         assert_eq!((got.ip.fragment_offset, got.transport.clone()), (185 * 8, Transport::LaterFragment),
             "a fragment whose offset field is 185 starts at byte 1480 and has no UDP header");
     }
@@ -397,8 +406,9 @@ graded! {
                     Ok(pk) => {
                         assert!(cut >= ihl, "cut to {cut} bytes the {ihl}-byte header is not whole: expected Err(Truncated), got {pk:?}");
                         let whole = cut >= ihl + need;
-                        assert_eq!(pk.transport == Transport::Truncated, !whole,
-                            "cut to {cut} bytes ({} of the transport header's {need}): transport {:?}", cut - ihl, pk.transport);
+                        assert!((pk.transport == Transport::Truncated) != whole,
+                            "cut to {cut} bytes ({} of the transport header's {need}): expected {}, got transport {:?}",
+                            cut - ihl, if whole { "the transport header decoded" } else { "Transport::Truncated" }, pk.transport);
                     }
                     other => panic!("the first {cut} bytes of a valid packet: expected Truncated or a packet, got {other:?}"),
                 }
@@ -659,7 +669,8 @@ graded! {
             lab.route(&r2, "10.9.1.0/24", "10.9.2.1").unwrap();
             lab.route(&b, "default", "10.9.3.254").unwrap();
             let dst = Ipv4Addr::new(10, 9, 3, 1);
-            let hops = a.run(move || trace::trace(dst, 33433, 6, Duration::from_secs(2))).unwrap()
+            let hops = a.run(move || trace::trace(dst, 33433, 6, Duration::from_secs(2)))
+                .unwrap_or_else(|e| panic!("test scaffolding: run in host a's namespace: {e}"))
                 .unwrap_or_else(|e| panic!("trace(10.9.3.1) from a: {e}"));
             type Line = (u8, Option<Ipv4Addr>, Option<(u8, u8)>);
             let got: Vec<Line> = hops.iter().map(|h| (h.ttl, h.from, h.icmp)).collect();

@@ -101,7 +101,8 @@ fn feed_all(chunks: &[&[u8]]) -> (Vec<Request>, Option<Reject>) {
             let (used, parsed) = parser.feed(rest);
             assert!(
                 used <= rest.len(),
-                "feed used {used} of {} bytes",
+                "Parser::feed({}) returned used = {used}, more than the {} bytes it was given",
+                show(rest),
                 rest.len()
             );
             rest = &rest[used..];
@@ -111,8 +112,10 @@ fn feed_all(chunks: &[&[u8]]) -> (Vec<Request>, Option<Reject>) {
                 Parsed::Incomplete => {
                     assert!(
                         rest.is_empty(),
-                        "Incomplete with {} bytes unused",
-                        rest.len()
+                        "Parser::feed returned Incomplete but left {} bytes unused ({}); Incomplete means \
+                         it used (kept in self.line) all it was given",
+                        rest.len(),
+                        show(rest)
                     );
                     break;
                 }
@@ -149,12 +152,12 @@ graded! {
                     "fed {} cut after byte {cut}: expected one request, got {} and rejection {rejected:?}",
                     show(&req), got.len()
                 );
-                assert_eq!(as_tuple(&got[0]), want, "fed {} cut after byte {cut}", show(&req));
+                assert_eq!(as_tuple(&got[0]), want, "fed {} cut after byte {cut} (two reads): (method, target, version, headers) from Parser::feed (left) vs an independent whole-buffer parse (right)", show(&req));
             }
             let bytes: Vec<&[u8]> = req.chunks(1).collect();
             let (got, rejected) = feed_all(&bytes);
             assert!(got.len() == 1 && rejected.is_none(), "fed {} one byte per read: {} requests, {rejected:?}", show(&req), got.len());
-            assert_eq!(as_tuple(&got[0]), want, "fed {} one byte per read", show(&req));
+            assert_eq!(as_tuple(&got[0]), want, "fed {} one byte per read: (method, target, version, headers) from Parser::feed (left) vs an independent whole-buffer parse (right)", show(&req));
         }
     }
 }
@@ -184,7 +187,7 @@ graded! {
             let got: Vec<_> = got.iter().map(as_tuple).collect();
             let want: Vec<_> = picks.iter().map(|&i| reference(&reqs[i])).collect();
             assert_eq!(got.len(), want.len(), "round {round}: {} pipelined requests in {} reads gave {}", want.len(), chunks.len(), got.len());
-            assert_eq!(got, want, "round {round}: requests differ or out of order");
+            assert_eq!(got, want, "round {round}: {} pipelined requests {} in {} reads: (method, target, version, headers) from Parser::feed (left) vs an independent parse of each (right): they differ or are out of order", want.len(), show(&stream), chunks.len());
         }
     }
 }
@@ -305,21 +308,22 @@ graded! {
             let mut parser = Parser::default();
             let mut fed = 0usize;
             let (_, first) = parser.feed(prefix);
-            assert_eq!(first, Parsed::Incomplete, "after {:?}", show(prefix));
+            assert_eq!(first, Parsed::Incomplete, "Parser::feed({}) on a fresh parser: a start with no LF yet should be Incomplete", show(prefix));
             let chunk = [b'a'; 1024];
             let mut result = Parsed::Incomplete;
             while fed < 1 << 20 {
                 let (_, parsed) = parser.feed(&chunk);
                 fed += chunk.len();
                 assert!(parser.line.len() <= Limits::default().max_request_line.max(Limits::default().max_header_line),
-                    "after {fed} bytes without LF the parser holds a {}-byte line", parser.line.len());
+                    "{} then {fed} bytes of 'a' without LF: the parser holds a {}-byte line, more than the line limit ({} bytes); check the limit before the LF arrives",
+                    show(prefix), parser.line.len(), Limits::default().max_request_line.max(Limits::default().max_header_line));
                 if parsed != Parsed::Incomplete {
                     result = parsed;
                     break;
                 }
             }
             assert_eq!(result, Parsed::Rejected(want), "{} then 1 MiB of 'a' with no LF: got {result:?} after {fed} bytes", show(prefix));
-            assert!(fed <= 16 * 1024, "rejected only after {fed} bytes");
+            assert!(fed <= 16 * 1024, "{} then 'a' in 1 KiB reads with no LF: rejected only after {fed} bytes; the line limit is {} bytes, so it should be refused within 16 KiB", show(prefix), Limits::default().max_request_line.max(Limits::default().max_header_line));
         }
     }
 }
@@ -362,7 +366,7 @@ graded! {
             }
             let split = feed_all(&chunks);
             let view = |r: &(Vec<Request>, Option<Reject>)| (r.0.iter().map(as_tuple).collect::<Vec<_>>(), r.1);
-            assert_eq!(view(&split), view(&whole), "round {round}: {} in one read vs {} reads", show(&bytes), chunks.len());
+            assert_eq!(view(&split), view(&whole), "round {round}: (requests, rejection) from Parser::feed for {} in {} reads (left) vs in one read (right): any split must give the same outcome", show(&bytes), chunks.len());
         }
     }
 }
@@ -528,7 +532,7 @@ impl Server {
 
     fn connect(&self) -> TcpStream {
         let s = TcpStream::connect_timeout(&self.addr, DEADLINE)
-            .expect("connect to the server under test");
+            .unwrap_or_else(|e| panic!("connect to the server under test at {}: {e}", self.addr));
         s.set_read_timeout(Some(DEADLINE)).unwrap();
         s
     }
@@ -545,7 +549,10 @@ impl Server {
             .take()
             .unwrap()
             .join_within(DEADLINE, "server stop");
-        assert!(result.is_ok(), "the server returned an error: {result:?}");
+        assert!(
+            result.is_ok(),
+            "serve() should return Ok once its stop pipe is closed; it returned {result:?}"
+        );
         let left = support::open_sockets_on_port(self.port);
         assert_eq!(
             left, 0,
@@ -564,6 +571,22 @@ struct Raw {
 }
 
 impl Raw {
+    /// The response as a student should see it in a failure message.
+    fn describe(&self) -> String {
+        let heads: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}"))
+            .collect();
+        format!(
+            "status {}, headers [{}], body {} bytes {}",
+            self.status,
+            heads.join("; "),
+            self.body.len(),
+            show(&self.body[..self.body.len().min(120)])
+        )
+    }
+
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -572,19 +595,31 @@ impl Raw {
     }
 }
 
-/// Read one response from `s` (bytes already read in `pending`).
-fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool) -> Raw {
+/// Read one response from `s` (bytes already read in `pending`); `what`
+/// names the request it answers, for the failure messages.
+fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool, what: &str) -> Raw {
     let mut buf = [0u8; 65536];
     let end = loop {
         if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
         }
-        let n = s
-            .read(&mut buf)
-            .unwrap_or_else(|e| panic!("reading a response head: {e} (have {})", show(pending)));
+        let n = s.read(&mut buf).unwrap_or_else(|e| {
+            let timeout = matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
+            panic!(
+                "{what}: reading the response head from the server under test failed: {e}{}; \
+                 read so far {}",
+                if timeout {
+                    format!(" (no answer within {DEADLINE:?})")
+                } else {
+                    String::new()
+                },
+                show(pending)
+            )
+        });
         assert!(
             n > 0,
-            "EOF before a whole response head (have {})",
+            "{what}: the server under test closed the connection (EOF) before a whole response \
+             head (no blank line yet); read so far {}",
             show(pending)
         );
         pending.extend_from_slice(&buf[..n]);
@@ -592,12 +627,16 @@ fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool) -> R
     let head = String::from_utf8_lossy(&pending[..end]).into_owned();
     pending.drain(..end);
     let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap();
+    let status_line = lines.next().unwrap_or_default();
     assert!(
         status_line.starts_with("HTTP/1.1 "),
-        "status line {status_line:?}"
+        "{what}: a response on this connection should start with `HTTP/1.1 NNN reason`; the \
+         status line is {} (whole head {}); bytes left over from the response before (a body \
+         longer than its Content-Length, or one sent after a HEAD)?",
+        show(status_line.as_bytes()),
+        show(head.as_bytes())
     );
-    let status = status_line[9..12].parse().unwrap();
+    let status = status_of(status_line, &head);
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.to_string(), v.trim().to_string()))
@@ -612,17 +651,49 @@ fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool) -> R
     } else {
         raw.header("content-length")
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no Content-Length in {head:?}"))
+            .unwrap_or_else(|| panic!("{what}: a status {status} response to a GET needs a Content-Length (keep-alive: the client must know where the body ends); the head was {}", show(head.as_bytes())))
     };
     while pending.len() < length {
-        let n = s
-            .read(&mut buf)
-            .unwrap_or_else(|e| panic!("reading a body of {length}: {e} after {}", pending.len()));
-        assert!(n > 0, "EOF after {} of {length} body bytes", pending.len());
+        let n = s.read(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "{what}: reading a body of {length} bytes (Content-Length) from the server under \
+                 test failed: {e}{} after {} bytes; head {}",
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+                    format!(" (no more bytes within {DEADLINE:?})")
+                } else {
+                    String::new()
+                },
+                pending.len(),
+                show(head.as_bytes())
+            )
+        });
+        assert!(
+            n > 0,
+            "{what}: the server under test closed the connection (EOF) after {} of the {length} \
+             body bytes its Content-Length promised; head {}",
+            pending.len(),
+            show(head.as_bytes())
+        );
         pending.extend_from_slice(&buf[..n]);
     }
     raw.body = pending.drain(..length).collect();
     raw
+}
+
+/// The status code of a status line (`HTTP/1.1 200 OK`); `head` is the
+/// whole head, for the message.
+fn status_of(status_line: &str, head: &str) -> u16 {
+    status_line
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "a response should start with `HTTP/1.x NNN reason`; the status line is \
+                 {} (whole head {})",
+                show(status_line.as_bytes()),
+                show(head.as_bytes())
+            )
+        })
 }
 
 // ---------------------------------------------------------------------------
@@ -634,7 +705,11 @@ fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool) -> R
 fn respond_over_tcp(root: &Path, raw_request: &[u8]) -> Vec<u8> {
     let (_, parsed) = Parser::default().feed(raw_request);
     let Parsed::Done(request) = parsed else {
-        panic!("test request did not parse: {parsed:?}")
+        panic!(
+            "Parser::feed (assignment 1) did not parse the test's request {}: {parsed:?}; \
+             the writer tests need a working parser",
+            show(raw_request)
+        )
     };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -643,24 +718,44 @@ fn respond_over_tcp(root: &Path, raw_request: &[u8]) -> Vec<u8> {
         let mut client = client;
         client.set_read_timeout(Some(DEADLINE)).unwrap();
         let mut all = Vec::new();
-        client.read_to_end(&mut all).expect("peer read_to_end");
+        client.read_to_end(&mut all).unwrap_or_else(|e| {
+            panic!(
+                "the peer reading the response until EOF: {e} after {} bytes {}",
+                all.len(),
+                show(&all[..all.len().min(200)])
+            )
+        });
         all
     });
     nix::sys::socket::setsockopt(&server, nix::sys::socket::sockopt::SndBuf, &4096).unwrap();
     server.set_nonblocking(true).unwrap();
+    let what = show(raw_request);
     let mut response = respond(root, &request, true);
     let start = Instant::now();
     loop {
         match response.write_to(&server) {
             Ok(true) => break,
             Ok(false) => {
-                sockbook::kit::wait::wait_writable(&server, DEADLINE).expect("socket writable")
+                sockbook::kit::wait::wait_writable(&server, DEADLINE).unwrap_or_else(|e| {
+                    panic!(
+                        "respond({what}) then write_to returned Ok(false) (not done), but the socket \
+                         did not become writable within {DEADLINE:?}: {e}"
+                    )
+                })
             }
-            Err(e) => panic!("write_to: {e}"),
+            Err(e) => panic!(
+                "respond({what}) then write_to on a nonblocking socket with a 4 KiB send buffer \
+                 failed: {e}{}",
+                if e.errno() == Some(nix::errno::Errno::EAGAIN) {
+                    " (a full socket buffer, EAGAIN, must be Ok(false), not an error)"
+                } else {
+                    ""
+                }
+            ),
         }
         assert!(
             start.elapsed() < DEADLINE,
-            "write_to did not finish within {DEADLINE:?}"
+            "respond({what}): write_to kept returning Ok(false) for {DEADLINE:?} without finishing"
         );
     }
     drop(server);
@@ -673,10 +768,15 @@ fn parse_all(bytes: &[u8], head_only: bool) -> Raw {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map(|i| i + 4)
-        .unwrap_or_else(|| panic!("no head end in {}", show(bytes)));
+        .unwrap_or_else(|| {
+            panic!(
+                "the response has no end of head (a blank line, CRLF CRLF); the peer read {}",
+                show(bytes)
+            )
+        });
     let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let status = status_of(lines.next().unwrap_or_default(), &head);
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.to_string(), v.trim().to_string()))
@@ -689,8 +789,9 @@ fn parse_all(bytes: &[u8], head_only: bool) -> Raw {
     if head_only {
         assert!(
             raw.body.is_empty(),
-            "a HEAD response carried {} body bytes",
-            raw.body.len()
+            "a HEAD response must carry no body; it carried {} body bytes after the head {}",
+            raw.body.len(),
+            show(head.as_bytes())
         );
     }
     raw
@@ -706,22 +807,25 @@ graded! {
         let tree = Tree::new("writer");
         let want = std::fs::read(tree.root.join("big.bin")).unwrap();
         let got = parse_all(&respond_over_tcp(&tree.root, b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n"), false);
-        assert_eq!(got.status, 200, "GET /big.bin: status");
+        assert_eq!(got.status, 200, "GET /big.bin (a 1 MiB file in the root): expected status 200; got {}", got.describe());
         assert_eq!(got.header("content-length"), Some(want.len().to_string().as_str()), "GET /big.bin: Content-Length vs the file size");
         assert!(got.body.len() == want.len() && got.body == want, "GET /big.bin: got {} body bytes, file has {}; first difference at {:?}",
             got.body.len(), want.len(), got.body.iter().zip(&want).position(|(a, b)| a != b));
-        assert_eq!(got.header("content-type"), Some("application/octet-stream"));
+        assert_eq!(got.header("content-type"), Some("application/octet-stream"), "GET /big.bin: Content-Type of a .bin file; headers {:?}", got.headers);
         let mtime = std::fs::metadata(tree.root.join("big.bin")).unwrap().modified().unwrap();
-        let lm = got.header("last-modified").expect("Last-Modified header");
+        let lm = got
+            .header("last-modified")
+            .unwrap_or_else(|| panic!("GET /big.bin: the response has no Last-Modified header; headers {:?}", got.headers));
         assert_eq!(sockbook::ch12_http::date::parse(lm), Some(std::time::UNIX_EPOCH + Duration::from_secs(mtime.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())), "Last-Modified {lm:?} vs mtime");
         let css = parse_all(&respond_over_tcp(&tree.root, b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n"), false);
         assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"), "Content-Type of style.css");
-        assert_eq!(css.body, std::fs::read(tree.root.join("style.css")).unwrap());
+        let css_file = std::fs::read(tree.root.join("style.css")).unwrap();
+        assert!(css.body == css_file, "GET /style.css: the body should be the file {}; got {}", show(&css_file), css.describe());
         let head = parse_all(&respond_over_tcp(&tree.root, b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n"), true);
-        assert_eq!(head.status, 200);
+        assert_eq!(head.status, 200, "HEAD /big.bin: expected status 200, as for GET; got {}", head.describe());
         assert_eq!(head.header("content-length"), Some(want.len().to_string().as_str()), "HEAD: Content-Length is the GET's");
         let head404 = parse_all(&respond_over_tcp(&tree.root, b"HEAD /nope HTTP/1.1\r\nHost: t\r\n\r\n"), true);
-        assert_eq!(head404.status, 404, "HEAD /nope");
+        assert_eq!(head404.status, 404, "HEAD /nope (no such file): expected 404; got {}", head404.describe());
     }
 }
 
@@ -738,26 +842,27 @@ graded! {
         let at = sockbook::ch12_http::date::format(mtime);
         let before = sockbook::ch12_http::date::format(mtime - Duration::from_secs(3600));
         let r = parse_all(&respond_over_tcp(&tree.root, format!("GET /big.bin HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {at}\r\n\r\n").as_bytes()), false);
-        assert_eq!((r.status, r.body.len()), (304, 0), "If-Modified-Since = Last-Modified ({at}): expected 304 and no body");
+        assert_eq!((r.status, r.body.len()), (304, 0), "GET /big.bin with If-Modified-Since = its mtime ({at}): expected 304 and no body; got {}", r.describe());
         let r = parse_all(&respond_over_tcp(&tree.root, format!("GET /big.bin HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {before}\r\n\r\n").as_bytes()), false);
-        assert_eq!((r.status, r.body.len()), (200, file.len()), "If-Modified-Since an hour before: expected 200 and the file");
+        assert_eq!((r.status, r.body.len()), (200, file.len()), "GET /big.bin with If-Modified-Since an hour before its mtime ({before}): expected 200 and the whole file ({} bytes); got {}", file.len(), r.describe());
         for (range, first, last) in [("bytes=0-99", 0, 99), ("bytes=1000-", 1000, file.len() - 1), ("bytes=-500", file.len() - 500, file.len() - 1), ("bytes=70000-70000", 70000, 70000)] {
             let r = parse_all(&respond_over_tcp(&tree.root, format!("GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: {range}\r\n\r\n").as_bytes()), false);
-            assert_eq!(r.status, 206, "Range: {range}");
-            assert_eq!(r.header("content-range"), Some(format!("bytes {first}-{last}/{}", file.len()).as_str()), "Range: {range}");
-            assert!(r.body == file[first..=last], "Range: {range}: got {} bytes, want {}", r.body.len(), last - first + 1);
+            assert_eq!(r.status, 206, "GET /big.bin ({} bytes) with Range: {range}: expected 206 Partial Content; got {}", file.len(), r.describe());
+            assert_eq!(r.header("content-range"), Some(format!("bytes {first}-{last}/{}", file.len()).as_str()), "GET /big.bin with Range: {range}: Content-Range; headers {:?}", r.headers);
+            assert!(r.body == file[first..=last], "GET /big.bin with Range: {range}: expected bytes {first}..={last} of the file ({} bytes); got {} bytes, first difference at {:?}",
+                last - first + 1, r.body.len(), r.body.iter().zip(&file[first..=last]).position(|(a, b)| a != b));
         }
         let r = parse_all(&respond_over_tcp(&tree.root, format!("GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes={}-\r\n\r\n", file.len()).as_bytes()), false);
-        assert_eq!(r.status, 416, "Range past the end");
-        assert_eq!(r.header("content-range"), Some(format!("bytes */{}", file.len()).as_str()));
+        assert_eq!(r.status, 416, "GET /big.bin with Range: bytes={}- (past the end of its {} bytes): expected 416; got {}", file.len(), file.len(), r.describe());
+        assert_eq!(r.header("content-range"), Some(format!("bytes */{}", file.len()).as_str()), "a 416 says the file's length in Content-Range; headers {:?}", r.headers);
         let r = parse_all(&respond_over_tcp(&tree.root, b"DELETE /big.bin HTTP/1.1\r\nHost: t\r\n\r\n"), false);
-        assert_eq!(r.status, 405, "DELETE");
-        assert_eq!(r.header("allow"), Some("GET, HEAD"), "405 must say Allow");
+        assert_eq!(r.status, 405, "DELETE /big.bin (a known method the server refuses): expected 405 Method Not Allowed; got {}", r.describe());
+        assert_eq!(r.header("allow"), Some("GET, HEAD"), "a 405 must say which methods are allowed (Allow); headers {:?}", r.headers);
         let r = parse_all(&respond_over_tcp(&tree.root, b"BREW /pot HTTP/1.1\r\nHost: t\r\n\r\n"), false);
-        assert_eq!(r.status, 501, "an unknown method");
+        assert_eq!(r.status, 501, "BREW /pot (an unknown method): expected 501 Not Implemented; got {}", r.describe());
         let r = parse_all(&respond_over_tcp(&tree.root, b"GET /%2e%2e/secret.txt HTTP/1.1\r\nHost: t\r\n\r\n"), false);
-        assert_eq!(r.status, 400, "traversal");
-        assert!(!String::from_utf8_lossy(&r.body).contains("SECRET"));
+        assert_eq!(r.status, 400, "GET /%2e%2e/secret.txt (a traversal out of the root): expected 400; got {}", r.describe());
+        assert!(!String::from_utf8_lossy(&r.body).contains("SECRET"), "GET /%2e%2e/secret.txt: the body leaks the file outside the root: {}", r.describe());
     }
 }
 
@@ -790,25 +895,34 @@ graded! {
             let mut s = s.try_clone().unwrap();
             let burst = burst.clone();
             Background::spawn("writer", move || {
-                s.write_all(&burst).unwrap();
+                let broke = |e: std::io::Error, how: &str| -> ! {
+                    panic!(
+                        "the client writing the 60 pipelined requests ({how}): write failed: {e}; the \
+                         server closed or reset the connection before reading them all"
+                    )
+                };
+                s.write_all(&burst).unwrap_or_else(|e| broke(e, "the first 30 in one burst"));
                 for b in &burst {
-                    s.write_all(std::slice::from_ref(b)).unwrap();
+                    s.write_all(std::slice::from_ref(b))
+                        .unwrap_or_else(|e| broke(e, "the next 30 one byte at a time"));
                 }
             })
         };
         let mut pending = Vec::new();
         for (i, (k, head_only)) in plan.iter().chain(plan.iter()).enumerate() {
-            let r = read_response(&mut s, &mut pending, *head_only);
+            let method = if *head_only { "HEAD" } else { "GET" };
+            let r = read_response(&mut s, &mut pending, *head_only, &format!("pipelined response {i} (to {method} {}, 60 requests sent, the first 30 in one burst)", targets[*k]));
             if names[*k] == "missing" {
-                assert_eq!(r.status, 404, "response {i} (to {})", targets[*k]);
+                assert_eq!(r.status, 404, "pipelined response {i} (to {}, no such file): expected 404; got {}", targets[*k], r.describe());
                 continue;
             }
-            assert_eq!(r.status, 200, "response {i} (to {}): status", targets[*k]);
+            assert_eq!(r.status, 200, "pipelined response {i} (to {} {}): expected 200; got {} (out of order or dropped?)", if *head_only { "HEAD" } else { "GET" }, targets[*k], r.describe());
             let want = server.file(names[*k]);
             if !*head_only {
-                assert!(r.body == want, "response {i} should be {} ({} bytes), got {} bytes: answered out of order or dropped?", targets[*k], want.len(), r.body.len());
+                assert!(r.body == want, "pipelined response {i} should be {} ({} bytes); got {} bytes, first difference at byte {:?}: answered out of order, dropped, or the file sent wrong?",
+                    targets[*k], want.len(), r.body.len(), r.body.iter().zip(&want).position(|(a, b)| a != b));
             } else {
-                assert_eq!(r.header("content-length"), Some(want.len().to_string().as_str()), "HEAD {}", targets[*k]);
+                assert_eq!(r.header("content-length"), Some(want.len().to_string().as_str()), "pipelined response {i} to HEAD {}: Content-Length should be the file's size; headers {:?}", targets[*k], r.headers);
             }
         }
         writer.join_within(DEADLINE, "writer");
@@ -828,16 +942,24 @@ graded! {
             let mut s = server.connect();
             s.write_all(req.as_bytes()).unwrap();
             let mut all = Vec::new();
-            s.read_to_end(&mut all).unwrap_or_else(|e| panic!("{req:?}: read to EOF: {e} (the server should close after the response)"));
+            s.read_to_end(&mut all).unwrap_or_else(|e| {
+                let open = matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
+                panic!(
+                    "{req:?}: the server should answer and then close the connection; reading to EOF failed: {e}{}; read {}",
+                    if open { format!(" (still open after {DEADLINE:?})") } else { String::new() },
+                    show(&all)
+                )
+            });
             let r = parse_all(&all, false);
-            assert_eq!(r.body, server.file("style.css"), "{req:?}");
+            let want = server.file("style.css");
+            assert!(r.body == want, "{req:?}: the body should be style.css {}; got {}", show(&want), r.describe());
         }
         let mut s = server.connect();
         let mut pending = Vec::new();
         for _ in 0..2 {
             s.write_all(b"GET /style.css HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
-            let r = read_response(&mut s, &mut pending, false);
-            assert_eq!(r.header("connection").map(str::to_ascii_lowercase).as_deref(), Some("keep-alive"), "HTTP/1.0 keep-alive response");
+            let r = read_response(&mut s, &mut pending, false, "GET /style.css HTTP/1.0 with Connection: keep-alive");
+            assert_eq!(r.header("connection").map(str::to_ascii_lowercase).as_deref(), Some("keep-alive"), "an HTTP/1.0 request with Connection: keep-alive: the response must say `Connection: keep-alive` (else the client closes); got {}", r.describe());
         }
         drop(s);
         server.finish();
@@ -860,10 +982,13 @@ graded! {
         let mut idle = server.connect();
         idle.write_all(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
         let mut pending = Vec::new();
-        assert_eq!(read_response(&mut idle, &mut pending, false).status, 200);
+        let r = read_response(&mut idle, &mut pending, false, "GET /style.css while a slowloris sends a head that never ends");
+        assert_eq!(r.status, 200, "GET /style.css on the (to be) idle connection, while a slowloris sends a head that never ends: expected 200; got {}", r.describe());
         let mut fresh = server.connect();
         fresh.write_all(b"GET /a%20b.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-        assert_eq!(read_response(&mut fresh, &mut Vec::new(), false).body, server.file("a b.txt"), "a client served while a slowloris waits");
+        let r = read_response(&mut fresh, &mut Vec::new(), false, "GET /a%20b.txt from a client that connected while a slowloris waits");
+        let want = server.file("a b.txt");
+        assert!(r.body == want, "GET /a%20b.txt from a client that connected while a slowloris waits: expected the file {}; got {}", show(&want), r.describe());
         let started = Instant::now();
         // Keep sending one header byte per loop, never the end of the head.
         let mut buf = [0u8; 256];
@@ -886,7 +1011,8 @@ graded! {
         let got = idle.read(&mut buf);
         assert!(
             matches!(got, Ok(0)) || matches!(&got, Err(e) if !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
-            "an idle keep-alive connection should be closed (idle_timeout 600 ms); read on it gave {got:?} within {DEADLINE:?}"
+            "a keep-alive connection left idle after its response should be closed (idle_timeout 600 ms); read on it gave {got:?}{}",
+            if matches!(&got, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)) { format!(" (still open after {DEADLINE:?})") } else { String::new() }
         );
         drop((slow, idle, fresh));
         server.finish();
@@ -917,8 +1043,14 @@ graded! {
             let result = s.read_to_end(&mut all);
             let body_len = all.windows(4).position(|w| w == b"\r\n\r\n").map(|i| all.len() - i - 4);
             assert!(result.is_ok() && body_len == Some(want.len()),
-                "round {round}: sent a request for 1 MiB + 200 KiB unread: read {} bytes (body {body_len:?} of {}) then {result:?}; a close() with unread data sends RST",
-                all.len(), want.len());
+                "round {round}: sent `GET /big.bin` with Connection: close, then 200 KiB the server never reads, from a client with a 4 KiB receive buffer: \
+                 expected the whole {}-byte body, then EOF; read {} bytes (body {body_len:?}) then {result:?}{}",
+                want.len(), all.len(),
+                match &result {
+                    Err(e) if e.kind() == ErrorKind::ConnectionReset => "; a close() with unread bytes in the receive queue sends RST, which destroys the response still in flight (shutdown(SHUT_WR), then drain, then close)",
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => "; no EOF: the connection was left open",
+                    _ => "",
+                });
             writer.join_within(DEADLINE, "writer");
         }
         server.finish();
@@ -947,18 +1079,19 @@ r, b = req("GET", "/big.bin"); assert r.status == 200 and b == big, (r.status, l
 lm = email.utils.formatdate(int(os.stat(os.path.join(root, "big.bin")).st_mtime), usegmt=True)
 assert r.getheader("Last-Modified") == lm, (r.getheader("Last-Modified"), lm)
 sock = c.sock
-r, b = req("HEAD", "/big.bin"); assert r.status == 200 and b == b"" and r.getheader("Content-Length") == str(len(big))
-r, b = req("GET", "/big.bin", {"Range": "bytes=10-19"}); assert r.status == 206 and b == big[10:20], (r.status, b)
-r, b = req("GET", "/big.bin", {"If-Modified-Since": lm}); assert r.status == 304 and b == b"", r.status
-r, b = req("GET", "/nope"); assert r.status == 404
-r, b = req("GET", "/a%20b.txt"); assert r.status == 200 and b == b"space\n"
-r, b = req("GET", "/%2e%2e/secret.txt"); assert r.status == 400 and b"SECRET" not in b
+r, b = req("HEAD", "/big.bin"); assert r.status == 200 and b == b"" and r.getheader("Content-Length") == str(len(big)), ("HEAD /big.bin", r.status, len(b), r.getheader("Content-Length"), len(big))
+r, b = req("GET", "/big.bin", {"Range": "bytes=10-19"}); assert r.status == 206 and b == big[10:20], ("Range: bytes=10-19", r.status, len(b), b[:40])
+r, b = req("GET", "/big.bin", {"If-Modified-Since": lm}); assert r.status == 304 and b == b"", ("If-Modified-Since", lm, r.status, len(b))
+r, b = req("GET", "/nope"); assert r.status == 404, ("GET /nope", r.status, b[:80])
+r, b = req("GET", "/a%20b.txt"); assert r.status == 200 and b == b"space\n", ("GET /a%20b.txt", r.status, b[:80])
+r, b = req("GET", "/%2e%2e/secret.txt"); assert r.status == 400 and b"SECRET" not in b, ("GET /%2e%2e/secret.txt", r.status, b[:80])
 assert c.sock is None or c.sock is sock or True
 print("python ok")
 "#;
         let out = Command::new("python3").arg("-c").arg(script).arg(server.port.to_string()).arg(&server.root).output().unwrap();
         assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("python ok"),
-            "python3 http.client against the server failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            "python3 http.client on one kept-alive connection (GET, HEAD, Range, If-Modified-Since, 404, traversal) against the server failed ({}); \
+             the failing assert is at the end of its stderr:\n{}\n{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         server.finish();
     }
 }
