@@ -84,6 +84,7 @@ fn raw_fd_limit() -> usize {
     let try_n = |n: usize| -> bool {
         let fds = vec![a.as_raw_fd(); n];
         let payload = (n * 4) as u32;
+        // SAFETY: CMSG_SPACE only computes a size from its argument.
         let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
         let mut control = vec![0u64; space.div_ceil(8)];
         let byte = [1u8];
@@ -91,11 +92,13 @@ fn raw_fd_limit() -> usize {
             iov_base: byte.as_ptr() as *mut _,
             iov_len: 1,
         };
+        // SAFETY: msghdr is plain old data; all-zero is a valid value.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = space as _;
+        // SAFETY: `control` holds CMSG_SPACE(payload) bytes, so the first header and n fds fit; `fds` holds n ints.
         unsafe {
             let c = libc::CMSG_FIRSTHDR(&msg);
             (*c).cmsg_level = libc::SOL_SOCKET;
@@ -103,6 +106,7 @@ fn raw_fd_limit() -> usize {
             (*c).cmsg_len = libc::CMSG_LEN(payload) as _;
             std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(c), n * 4);
         }
+        // SAFETY: msg points at iov, byte and control, all alive across the call.
         let ok = unsafe { libc::sendmsg(a.as_raw_fd(), &msg, 0) } == 1;
         if ok {
             // Receive and close them: a raw recvmsg with room for all.
@@ -112,11 +116,13 @@ fn raw_fd_limit() -> usize {
                 iov_base: rb.as_mut_ptr().cast(),
                 iov_len: 4,
             };
+            // SAFETY: msghdr is plain old data; all-zero is a valid value.
             let mut r: libc::msghdr = unsafe { std::mem::zeroed() };
             r.msg_iov = &mut riov;
             r.msg_iovlen = 1;
             r.msg_control = rcontrol.as_mut_ptr().cast();
             r.msg_controllen = space as _;
+            // SAFETY: r points at riov, rb and rcontrol, all alive across the call.
             let got = unsafe { libc::recvmsg(b.as_raw_fd(), &mut r, 0) };
             let err = std::io::Error::last_os_error();
             assert!(
@@ -125,12 +131,15 @@ fn raw_fd_limit() -> usize {
                  sendmsg of 1 byte with {n} fds (SCM_RIGHTS) succeeded, then recvmsg on the \
                  other end of the SOCK_SEQPACKET pair returned {got} (errno: {err}); expected the 1 byte"
             );
+            // SAFETY: recvmsg returned 1 with room for every fd; the header is checked for null before it is read, and each fd read from it is ours to close.
             unsafe {
                 let c = libc::CMSG_FIRSTHDR(&r);
-                let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
-                let data = libc::CMSG_DATA(c);
-                for i in 0..count {
-                    libc::close(data.add(i * 4).cast::<RawFd>().read_unaligned());
+                if !c.is_null() {
+                    let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
+                    let data = libc::CMSG_DATA(c);
+                    for i in 0..count {
+                        libc::close(data.add(i * 4).cast::<RawFd>().read_unaligned());
+                    }
                 }
             }
         }
@@ -180,6 +189,7 @@ fn accept_within(listener: &OwnedFd, what: &str) -> OwnedFd {
     });
     let fd = socket::accept4(raw, SockFlag::SOCK_CLOEXEC)
         .unwrap_or_else(|e| panic!("{what}: fd {raw} was readable, but accept4 failed: {e}"));
+    // SAFETY: accept4 returned a new fd that nothing else owns.
     unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
 }
 
@@ -223,6 +233,7 @@ fn client_child(args: &[&str], uid: Option<u32>) -> Kid {
 /// SIGKILL the child when the thread that spawned it dies (a test thread
 /// stuck in a hanging solution is only ended with the test process).
 fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure only calls prctl, which is async-signal-safe, between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
@@ -234,10 +245,12 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 fn my_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
 
 fn my_gid() -> u32 {
+    // SAFETY: getegid has no preconditions and cannot fail.
     unsafe { libc::getegid() }
 }
 
@@ -460,6 +473,7 @@ graded! {
         let child_end = theirs.as_raw_fd();
         let mut cmd = Command::new(BIN);
         cmd.args(["helper", "fd-echo", "8"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        // SAFETY: between fork and exec the closure calls only fcntl and dup2 (async-signal-safe) on fds this process owns.
         unsafe {
             cmd.pre_exec(move || {
                 if child_end == 3 {
@@ -657,11 +671,13 @@ graded! {
                         let mut buf = [0u8; 64];
                         let mut control = vec![0u64; 64];
                         let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: 64 };
+                        // SAFETY: msghdr is plain old data; all-zero is a valid value.
                         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
                         msg.msg_iov = &mut iov;
                         msg.msg_iovlen = 1;
                         msg.msg_control = control.as_mut_ptr().cast();
                         msg.msg_controllen = 512;
+                        // SAFETY: msg points at iov, buf and control, all alive across the call; controllen (512) is control's size in bytes.
                         let n = unsafe { libc::recvmsg(new_end.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
                         let err = std::io::Error::last_os_error();
                         assert!(
@@ -670,6 +686,7 @@ graded! {
                              (0: hand_over closed the channel without sending; errno: {err}); expected a message with the listener's fd"
                         );
                         let mut got = Vec::new();
+                        // SAFETY: recvmsg filled msg's control; the header is checked for null, and each fd in it is new and ours to own.
                         unsafe {
                             let c = libc::CMSG_FIRSTHDR(&msg);
                             if !c.is_null() {

@@ -1031,7 +1031,7 @@ graded! {
         let server = Server::start("linger", |_| {});
         let want = server.file("big.bin");
         for round in 0..3 {
-            let sock = nix::sys::socket::socket(nix::sys::socket::AddressFamily::Inet, nix::sys::socket::SockType::Stream, nix::sys::socket::SockFlag::empty(), None).unwrap();
+            let sock = nix::sys::socket::socket(nix::sys::socket::AddressFamily::Inet, nix::sys::socket::SockType::Stream, nix::sys::socket::SockFlag::SOCK_CLOEXEC, None).unwrap();
             nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBuf, &4096).unwrap();
             nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&sock), &nix::sys::socket::SockaddrIn::from(match server.addr { SocketAddr::V4(a) => a, _ => unreachable!() })).unwrap();
             let mut s = TcpStream::from(sock);
