@@ -205,6 +205,30 @@ fn seqpacket_server_with_our_client() {
     assert!(is_empty(dir.path()));
 }
 
+/// A child process killed (and reaped) when dropped, also when a test fails.
+struct KillOnDrop(Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Is `path` a listening Unix socket? `/proc/net/unix` (see unix(7)) lists
+/// every Unix socket of the namespace; a listener's Flags column has
+/// `__SO_ACCEPTCON` (0x10000) set, from the moment `listen(2)` returns.
+fn unix_listening(path: &str) -> bool {
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .any(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            cols.len() >= 8
+                && cols[7] == path
+                && u32::from_str_radix(cols[3], 16).is_ok_and(|flags| flags & 0x10000 != 0)
+        })
+}
+
 #[test]
 fn socat_is_a_peer() {
     if Command::new("socat").arg("-V").output().is_err() {
@@ -239,14 +263,24 @@ fn socat_is_a_peer() {
     // And our client against socat as the server.
     let path2 = dir.join("socat.sock");
     let p2 = path2.to_str().unwrap().to_string();
-    let mut listener = Command::new("socat")
-        .args([&format!("UNIX-LISTEN:{p2}"), "SYSTEM:echo hello from socat"])
-        .spawn()
-        .unwrap();
-    assert!(support::server_process::eventually(DEADLINE, || path2.exists()));
+    // socat's stdout is not ours: a socat left behind by a failing test
+    // must not hold the test binary's output open.
+    let mut listener = KillOnDrop(
+        Command::new("socat")
+            .args([&format!("UNIX-LISTEN:{p2}"), "SYSTEM:echo hello from socat"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The file appears at bind(), before listen(): a connect in between is
+    // refused. Wait until the kernel lists the socket as listening.
+    assert!(
+        support::server_process::eventually(DEADLINE, || unix_listening(&p2)),
+        "socat did not listen on {p2} within {DEADLINE:?} (not in /proc/net/unix with __SO_ACCEPTCON)"
+    );
     let out = client(&["--path", &p2]);
     assert_eq!(out.trim(), "hello from socat");
-    let _ = listener.wait();
+    let _ = listener.0.wait();
     assert!(server.stop().0);
     let _ = std::fs::remove_file(&path2);
     assert!(is_empty(dir.path()));

@@ -130,8 +130,13 @@ pub fn std_addr(addr: &SockaddrStorage) -> SocketAddr {
 /// An independent client (`std::net`, not the workbook's code) connected to
 /// `addr`, with read and write timeouts of [`DEADLINE`] so it never hangs.
 pub fn std_client(addr: &SockaddrStorage) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&std_addr(addr), DEADLINE)
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let stream = TcpStream::connect_timeout(&std_addr(addr), DEADLINE).unwrap_or_else(|e| {
+        panic!(
+            "the test's own client (std::net) could not connect to the server at {addr} \
+                 within {DEADLINE:?}: {e} (refused: nothing listens there any more; timed out: \
+                 the listener's accept queue is full or it stopped accepting)"
+        )
+    });
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     stream.set_write_timeout(Some(DEADLINE)).unwrap();
     stream

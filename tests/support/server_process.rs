@@ -156,12 +156,20 @@ impl ServerProcess {
             match self.lines.recv_timeout(left) {
                 Ok(line) if want(&line) => return line,
                 Ok(line) => seen.push(line),
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("no wanted line within {timeout:?}; saw {seen:?}")
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("server's stdout closed (did it crash?); saw {seen:?}")
-                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "the server (pid {}, {}) printed no line the test waits for within \
+                     {timeout:?}; it printed {seen:?} meanwhile; its stderr so far: {:?}",
+                    self.pid,
+                    self.addr,
+                    self.stderr_lines()
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "the server (pid {}, {}) closed its stdout (did it exit or crash?) before \
+                     printing the line the test waits for; it printed {seen:?}; its stderr: {:?}",
+                    self.pid,
+                    self.addr,
+                    self.stderr_lines()
+                ),
             }
         }
     }

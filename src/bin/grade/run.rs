@@ -369,29 +369,47 @@ pub struct Ran {
     pub stderr: String,
 }
 
-/// Run `cmd` in its own process group; past `limit`, kill the whole group
-/// (cargo and the test binary under it).
+/// Run `cmd` in its own process group and wait for *it* to exit, at most
+/// `limit` (then the whole group is killed: cargo and the test binary under
+/// it). Whatever it left running is killed as soon as it has exited: a
+/// child a failing test did not stop (a `socat`, a server) would otherwise
+/// hold the output pipes open, and waiting for their end would wait for
+/// that child.
 pub fn run_bounded(mut cmd: Command, limit: Duration) -> Result<Ran, String> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
     let mut child = cmd.spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))?;
+    let group = child.id() as i32;
     let stdout = collect(child.stdout.take());
     let stderr = collect(child.stderr.take());
-    let mut killed = false;
-    let out = match stdout.recv_timeout(limit) {
-        Ok(text) => text,
+    let (tx, exited) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let kill_group = || {
+        // SAFETY: kill(2) with a negative pid signals the process group we
+        // created for this child; no memory is involved.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    };
+    let (status, killed) = match exited.recv_timeout(limit) {
+        Ok(status) => (status, false),
         Err(_) => {
-            killed = true;
-            // SAFETY: kill(2) with a negative pid signals the process group we
-            // created for this child; no memory is involved.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            stdout.recv().unwrap_or_default()
+            kill_group();
+            let status = exited
+                .recv()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the waiting thread is gone")));
+            (status, true)
         }
     };
-    let err = stderr.recv().unwrap_or_default();
-    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
+    kill_group();
+    // The group is gone, so the pipes end at once; the grace is for a
+    // descendant that left the group and still holds them.
+    let grace = Duration::from_secs(5);
+    let out = stdout.recv_timeout(grace).unwrap_or_default();
+    let err = stderr.recv_timeout(grace).unwrap_or_default();
+    let status = status.map_err(|e| format!("wait: {e}"))?;
     Ok(Ran {
         success: status.success() && !killed,
         killed,
@@ -531,6 +549,40 @@ fn failure_message(body: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A test binary that leaves a child behind holding its stdout (a
+    /// failing test's server) must not keep the run waiting for that child.
+    #[test]
+    fn a_child_left_behind_does_not_hold_the_run() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sleep 60 & echo done"]);
+        let started = Instant::now();
+        let ran = run_bounded(cmd, Duration::from_secs(30)).expect("sh runs");
+        assert!(
+            ran.success && !ran.killed,
+            "sh exited 0 by itself: {}",
+            ran.stderr
+        );
+        assert_eq!(ran.stdout.trim(), "done", "its stdout is kept");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the run waited {:?} for the left-behind sleep",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn past_the_limit_the_group_is_killed() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo started; sleep 60"]);
+        let ran = run_bounded(cmd, Duration::from_millis(500)).expect("sh runs");
+        assert!(ran.killed && !ran.success, "sh ran past its limit");
+        assert_eq!(
+            ran.stdout.trim(),
+            "started",
+            "what it printed before is kept"
+        );
+    }
 
     const SAMPLE: &str = "\
 running 3 tests
