@@ -110,7 +110,7 @@ graded! {
     fn framing_survives_partial_lines_and_many_lines_per_read() {
         let input = b"alpha\nbe\n\nta\r\ngamma delta\nepsilon".to_vec();
         let expected = reference_lines(&input);
-        assert_eq!(expected.0.len(), 5, "`expected.0.len()` should be `5`");
+        assert_eq!(expected.0.len(), 5, "test scaffolding: the reference framing of {input:?} should give 5 lines");
         assert_eq!(feed(&input, &[], 100), Ok(expected.clone()), "one read");
         for i in 0..=input.len() {
             for j in i..=input.len() {
@@ -123,23 +123,23 @@ graded! {
         // Many lines in one read.
         let many: Vec<u8> = (0..10_000).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
         let (lines, rest) = feed(&many, &[], 100).unwrap();
-        assert_eq!((lines, rest), reference_lines(&many), "`(lines, rest)` should be `reference_lines(&many)`");
+        assert_eq!((lines, rest), reference_lines(&many), "take_lines fed 10,000 lines in one read: (lines, what is left in pending) on the left, the reference on the right");
 
         // The limit: content of exactly max_line bytes is fine, one more is not,
         // in one read, byte by byte, or unfinished.
         let max = 16;
         let ok = format!("{}\n", "x".repeat(max)).into_bytes();
         let long = format!("ok\n{}\n", "y".repeat(max + 1)).into_bytes();
-        assert_eq!(feed(&ok, &[], max), Ok(reference_lines(&ok)), "`feed(&ok, &[], max)` should be `Ok(reference_lines(&ok))`");
+        assert_eq!(feed(&ok, &[], max), Ok(reference_lines(&ok)), "take_lines with max_line {max}: a line of exactly {max} bytes in one read is allowed");
         let cuts: Vec<usize> = (1..ok.len()).collect();
-        assert_eq!(feed(&ok, &cuts, max), Ok(reference_lines(&ok)), "`feed(&ok, &cuts, max)` should be `Ok(reference_lines(&ok))`");
-        assert_eq!(feed(&long, &[], max), Err(LineTooLong { max_line: max }), "`feed(&long, &[], max)` should be `Err(LineTooLong {{ max_line: max }})`");
+        assert_eq!(feed(&ok, &cuts, max), Ok(reference_lines(&ok)), "take_lines with max_line {max}: a line of exactly {max} bytes, fed one byte per read, is allowed");
+        assert_eq!(feed(&long, &[], max), Err(LineTooLong { max_line: max }), "take_lines with max_line {max}: a line of {} bytes in one read must be refused with LineTooLong", max + 1);
         let cuts: Vec<usize> = (1..long.len()).collect();
-        assert_eq!(feed(&long, &cuts, max), Err(LineTooLong { max_line: max }), "`feed(&long, &cuts, max)` should be `Err(LineTooLong {{ max_line: max }})`");
+        assert_eq!(feed(&long, &cuts, max), Err(LineTooLong { max_line: max }), "take_lines with max_line {max}: a line of {} bytes fed one byte per read must be refused with LineTooLong", max + 1);
         let unfinished = "z".repeat(max + 1).into_bytes();
-        assert_eq!(feed(&unfinished, &[], max), Err(LineTooLong { max_line: max }), "`feed(&unfinished, &[], max)` should be `Err(LineTooLong {{ max_line: max }})`");
+        assert_eq!(feed(&unfinished, &[], max), Err(LineTooLong { max_line: max }), "take_lines with max_line {max}: {} bytes with no newline yet must be refused already (else a client that never sends a newline grows the buffer without end)", max + 1);
         let mut pending = Vec::new();
-        assert_eq!(take_lines(&mut pending, &unfinished[..max], max), Ok(vec![]), "`take_lines(&mut pending, &unfinished[..max], max)` should be `Ok(vec![])`");
+        assert_eq!(take_lines(&mut pending, &unfinished[..max], max), Ok(vec![]), "take_lines with max_line {max}: {max} bytes with no newline yet are not too long: no line yet, and no error");
         assert_eq!(pending.len(), max, "an unfinished line of max_line bytes waits");
     }
 }
@@ -371,8 +371,8 @@ graded! {
             let (output, copied) = through_str_cli(input.clone(), serve);
             assert_eq!(output.len(), input.len(), "every reply must arrive");
             assert!(output == input, "the replies differ from the input");
-            assert_eq!(copied.sent, input.len() as u64, "`copied.sent` should be `input.len() as u64`");
-            assert_eq!(copied.received, input.len() as u64, "`copied.received` should be `input.len() as u64`");
+            assert_eq!(copied.sent, input.len() as u64, "str_cli's count of bytes sent (left) should be the whole input (right)");
+            assert_eq!(copied.received, input.len() as u64, "str_cli's count of bytes received (left) should be every reply byte (right)");
         }
     }
 }

@@ -365,24 +365,28 @@ pub fn stalled_client_blocks_nobody(kind: Kind) {
     assert_eq!(
         a.line(),
         said(&s, "half a line"),
-        "`a.line()` should be `said(&s, \"half a line\")`"
+        "{kind:?}: the staller s finished its line (\"ne\\n\"); a should then get s's whole line \"half a line\", joined from its two reads"
     );
     assert_eq!(
         b.line(),
         said(&s, "half a line"),
-        "`b.line()` should be `said(&s, \"half a line\")`"
+        "{kind:?}: the staller s finished its line; b should then get s's whole line \"half a line\", joined from its two reads"
     );
     assert_eq!(
         s.line(),
         said(&a, "from a"),
-        "`s.line()` should be `said(&a, \"from a\")`"
+        "{kind:?}: while s stalled, a said \"from a\": s should get it too, first"
     );
     assert_eq!(
         s.line(),
         said(&b, "from b"),
-        "`s.line()` should be `said(&b, \"from b\")`"
+        "{kind:?}: while s stalled, b said \"from b\": s should get it second"
     );
-    assert_eq!(server.sockets(), 4, "`server.sockets()` should be `4`");
+    assert_eq!(
+        server.sockets(),
+        4,
+        "{kind:?}: the server should hold 4 sockets (the listener, s, a, b): one more is a leak, one less a client dropped"
+    );
     drop((s, a, b));
     server.stop();
 }
@@ -436,7 +440,10 @@ pub fn non_reader_is_disconnected_and_blocks_nobody(kind: Kind) {
     };
     match why {
         Why::OutputFull { queued, limit: l } => {
-            assert_eq!(l, limit, "`l` should be `limit`");
+            assert_eq!(
+                l, limit,
+                "{kind:?}: Why::OutputFull reports limit {l}, but the server was configured with out_limit {limit}"
+            );
             assert!(
                 queued > limit,
                 "{kind:?}: dropped with only {queued} bytes queued"
@@ -457,7 +464,7 @@ pub fn non_reader_is_disconnected_and_blocks_nobody(kind: Kind) {
     assert_eq!(
         b.line(),
         said(&a, "after"),
-        "`b.line()` should be `said(&a, \"after\")`"
+        "{kind:?}: after the non-reader was dropped, a said \"after\": b should get it (the server must go on serving)"
     );
     drop((a, b));
     let stats = server.stop();
@@ -710,7 +717,8 @@ pub fn flood_is_served_whole_and_overlong_line_dropped(kind: Kind) {
     assert_eq!(
         server.left(&f_addr),
         Why::LineTooLong { max_line },
-        "`server.left(&f_addr)` should be `Why::LineTooLong {{ max_line }}`"
+        "{kind:?}: the flooder sent {} bytes without a newline; the server should drop it with Why::LineTooLong {{ max_line: {max_line} }}",
+        max_line + 1000
     );
     assert_eq!(server.sockets(), 3, "{kind:?}");
     r.send("after the flood\n");
@@ -738,7 +746,7 @@ pub fn abrupt_resets_are_survived(kind: Kind) {
                 assert_eq!(
                     b.line(),
                     said(&a, &format!("to {i}")),
-                    "`b.line()` should be `said(&a, &format!(\"to {{i}}\"))`"
+                    "{kind:?}: client {i} is about to reset with unread data; a's line \"to {i}\" should still reach b"
                 );
             }
         }
@@ -768,7 +776,7 @@ pub fn abrupt_resets_are_survived(kind: Kind) {
     assert_eq!(
         b.line(),
         said(&a, "still alive"),
-        "`b.line()` should be `said(&a, \"still alive\")`"
+        "{kind:?}: after 30 resets and 20 more right after connect (before the server accepted them), a said \"still alive\": b should get it"
     );
     drop((a, b));
     server.stop();
@@ -894,7 +902,8 @@ pub fn raise_nofile(want: u64) -> u64 {
     assert_eq!(
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) },
         0,
-        "`unsafe {{ libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }}` should be `0`"
+        "test scaffolding: getrlimit(RLIMIT_NOFILE) failed: {}",
+        std::io::Error::last_os_error()
     );
     if lim.rlim_cur >= want {
         return lim.rlim_cur;
