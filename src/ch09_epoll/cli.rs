@@ -139,14 +139,10 @@ fn server(args: &Args) -> Result<()> {
                 serve_echo(listeners, design, threads, stop.fd())
             }
         });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while (fds_named("anon_inode:[eventpoll]") < loops
-            || fds_named("/dev/null") < spares_before + loops)
-            && !server.is_finished()
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        await_setup(&server, || {
+            fds_named("anon_inode:[eventpoll]") >= loops
+                && fds_named("/dev/null") >= spares_before + loops
+        });
         println!("listening on {bound}");
         say!(
             "server",
@@ -198,13 +194,9 @@ fn chat(args: &Args) -> Result<()> {
         let server = s.spawn(|| {
             super::serve_epoll(listener, stop.fd(), crate::ch04_select::Config::default())
         });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while fds_named("anon_inode:[eventpoll]") <= sets_before
-            && !server.is_finished()
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        await_setup(&server, || {
+            fds_named("anon_inode:[eventpoll]") > sets_before
+        });
         println!("listening on {bound}");
         say!(
             "server",
@@ -217,6 +209,16 @@ fn chat(args: &Args) -> Result<()> {
     })?;
     crate::ch04_select::cli::report(&stats);
     Ok(())
+}
+
+/// Wait until the server thread's setup shows in `/proc/self/fd`
+/// (`ready()`), it has finished (failed), or 2 s have passed. The fds have
+/// no event to wait on, so this looks every millisecond.
+fn await_setup<T>(server: &std::thread::ScopedJoinHandle<'_, T>, ready: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !ready() && !server.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// How many of this process's fds point at `target` (`/proc/self/fd`).

@@ -471,32 +471,37 @@ pub fn non_reader_is_disconnected_and_blocks_nobody(kind: Kind) {
     assert_eq!(stats.dropped, 1, "{kind:?}");
 }
 
-/// A slow reader gets every line once it reads: what the kernel would
-/// not take at once waits in its output buffer and goes out when the
-/// loop sees its socket writable again (select's write set, POLLOUT, EPOLLOUT).
-pub fn slow_reader_gets_every_line_once_it_reads(kind: Kind) {
-    // The server's sockets get a small send buffer (set on the
-    // listener, inherited by accept, and so not grown by the kernel),
-    // s a small window: while s is not reading, nearly all of these
-    // lines must wait in the server's own output buffer.
-    let text = "s".repeat(499);
-    let count = 2000;
-    let out_limit = 2 * count * (text.len() + 40);
+/// A server whose sockets have a 4 KiB send buffer (set on the listener,
+/// inherited by accept, and so not grown by the kernel) and an output limit
+/// of twice `bytes`, and a client `s` with a 4 KiB receive window that has
+/// joined (named `who` in the wait): while `s` does not read, nearly all of
+/// `bytes` sent its way must wait in the server's own output buffer.
+fn small_buffers_and_window(kind: Kind, bytes: usize, who: &str) -> (Server, Chatter) {
     let small_sndbuf = |l: &OwnedFd| socket::setsockopt(l, sockopt::SndBuf, &4096).unwrap();
     let mut server = Server::start_with(
         kind,
         Config {
-            out_limit,
+            out_limit: 2 * bytes,
             ..Config::default()
         },
         small_sndbuf,
     );
-    let mut s = small_window_client(&server);
+    let s = small_window_client(&server);
     let s_addr = s.local.clone();
     server.event(
-        "Joined (slow reader)",
+        &format!("Joined ({who})"),
         |e| matches!(e, Event::Joined { peer, .. } if *peer == s_addr),
     );
+    (server, s)
+}
+
+/// A slow reader gets every line once it reads: what the kernel would
+/// not take at once waits in its output buffer and goes out when the
+/// loop sees its socket writable again (select's write set, POLLOUT, EPOLLOUT).
+pub fn slow_reader_gets_every_line_once_it_reads(kind: Kind) {
+    let text = "s".repeat(499);
+    let count = 2000;
+    let (server, mut s) = small_buffers_and_window(kind, count * (text.len() + 40), "slow reader");
     let mut a = Chatter::join(&server);
     let lines: String = (0..count).map(|i| format!("{i:06} {text}\n")).collect();
     a.send(&lines);
@@ -524,22 +529,7 @@ pub fn slow_reader_gets_every_line_once_it_reads(kind: Kind) {
 pub fn half_closed_client_still_gets_its_queued_lines(kind: Kind) {
     let text = "h".repeat(499);
     let count = 400;
-    let out_limit = 2 * count * (text.len() + 40);
-    let small_sndbuf = |l: &OwnedFd| socket::setsockopt(l, sockopt::SndBuf, &4096).unwrap();
-    let mut server = Server::start_with(
-        kind,
-        Config {
-            out_limit,
-            ..Config::default()
-        },
-        small_sndbuf,
-    );
-    let mut s = small_window_client(&server);
-    let s_addr = s.local.clone();
-    server.event(
-        "Joined (half-closer)",
-        |e| matches!(e, Event::Joined { peer, .. } if *peer == s_addr),
-    );
+    let (server, mut s) = small_buffers_and_window(kind, count * (text.len() + 40), "half-closer");
     let mut a = Chatter::join(&server);
     let mut b = Chatter::join(&server);
     let lines: String = (0..count).map(|i| format!("{i:06} {text}\n")).collect();
