@@ -52,8 +52,9 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage};
+use sockbook::ch09_epoll::conn::OUT_LIMIT;
 use sockbook::ch09_epoll::{Config, Stats, connect_within, serve_et, serve_idle, serve_lt};
-use sockbook::kit::{narrate, net};
+use sockbook::kit::{narrate, net, tcp};
 use support::server_process::{ServerProcess, eventually};
 use support::{Background, DEADLINE, open_sockets_on_port, std_addr};
 
@@ -309,6 +310,87 @@ fn late_reader(server: &Server, total: usize) {
     );
 }
 
+/// A client that sends `total` bytes and its FIN *before* reading a byte.
+/// The server reads everything (it fits in its output buffer) but can send
+/// only a small part into the full socket, so it sees EOF with most of the
+/// echo still queued: that echo must still arrive, then the server's FIN.
+fn half_close_then_read(server: &Server, total: usize) {
+    assert!(
+        total < OUT_LIMIT,
+        "the test's burst must fit in the server's output buffer"
+    );
+    let fd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    // Small buffers on both sides: the write below returns only once the
+    // server has read nearly all of it, and the server can push little of
+    // its echo into the client before the client reads.
+    socket::setsockopt(&fd, socket::sockopt::RcvBuf, &4096).unwrap();
+    socket::setsockopt(&fd, socket::sockopt::SndBuf, &4096).unwrap();
+    socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(server.addr)).unwrap();
+    let mut s = TcpStream::from(fd);
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.set_write_timeout(Some(DEADLINE)).unwrap();
+    let data = pattern(41, total);
+    if let Err(e) = s.write_all(&data) {
+        panic!(
+            "{:?} server: the client wrote {total} bytes without reading (they fit in the server's \
+             {OUT_LIMIT}-byte output buffer) and its write stalled for {DEADLINE:?}: {e}. \
+             The server must keep reading while its output buffer has room",
+            server.kind
+        );
+    }
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    // FIN_WAIT2: the server's kernel has acknowledged every byte and the
+    // FIN, so the server's next wake-up reads EOF while it still holds most
+    // of the echo. Only then start reading.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let state = tcp::tcp_info(&s).unwrap().state();
+        if tcp::state_name(state) == "FIN_WAIT2" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{:?} server: the client sent {total} bytes and shutdown(SHUT_WR); its socket stayed in {} \
+             for {DEADLINE:?} (TCP_INFO), not FIN_WAIT2: the server's kernel never acknowledged the FIN",
+            server.kind,
+            tcp::state_name(state)
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "{:?} server: the client sent {total} bytes, then shutdown(SHUT_WR), then read: \
+                 {} bytes of echo, then no more and no EOF within {DEADLINE:?} ({e}). \
+                 After EOF the server must send what it still holds, then close",
+                server.kind,
+                got.len()
+            ),
+        }
+    }
+    assert!(
+        got == data,
+        "{:?} server: the client sent {total} bytes and its FIN before reading anything; it got {} \
+         bytes back and then EOF ({}). The server saw EOF while most of the echo was still queued \
+         (the client's 4 KiB receive buffer holds little): it closed without sending it. \
+         EOF means \"no more input\", not \"throw the output away\": close once the output is empty",
+        server.kind,
+        got.len(),
+        first_difference(&got, &data)
+    );
+    server.expect_only_listener("after the half-closed client got its echo and closed");
+}
+
 /// An idle connection: one round trip, then nothing. The server thread
 /// must sleep, not spin.
 fn idle_costs_nothing(kind: Kind) {
@@ -373,6 +455,17 @@ graded! {
     fn lt_keeps_output_for_a_client_that_reads_late() {
         let server = Server::start_small_sndbuf(Kind::Level);
         late_reader(&server, 1 << 20);
+        server.stop();
+    }
+}
+
+graded! {
+    /// A client that sends 160 KiB and shuts down its write side before
+    /// reading still gets all of it back: EOF does not discard output.
+    points = 2;
+    fn lt_half_closed_client_gets_its_whole_echo() {
+        let server = Server::start_small_sndbuf(Kind::Level);
+        half_close_then_read(&server, 160 * 1024);
         server.stop();
     }
 }
@@ -454,6 +547,17 @@ graded! {
         server.expect_only_listener("after the 12 clients closed");
         let stats = server.stop();
         assert_eq!(stats.accepted, 12, "Stats.accepted: {stats:?}");
+    }
+}
+
+graded! {
+    /// The half-closed client again, edge-triggered: after EOF, the queued
+    /// echo still goes out on the EPOLLOUT edges.
+    points = 2;
+    fn et_half_closed_client_gets_its_whole_echo() {
+        let server = Server::start_small_sndbuf(Kind::Edge);
+        half_close_then_read(&server, 160 * 1024);
+        server.stop();
     }
 }
 
