@@ -156,6 +156,36 @@ fn echo_via_std(addr: &SockaddrStorage, data: &[u8]) -> Vec<u8> {
     back
 }
 
+/// A client with a 4 KiB receive buffer that sends all of `data` before it
+/// reads: the server's echo fills that buffer and the server's own small
+/// send buffer, so its sends come up short and must be continued.
+fn echo_via_small_window(addr: &SockaddrStorage, data: &[u8]) -> Vec<u8> {
+    let fd = socket::socket(
+        socket::AddressFamily::Inet,
+        socket::SockType::Stream,
+        socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    socket::setsockopt(&fd, sockopt::RcvBuf, &4096).unwrap();
+    socket::connect(fd.as_raw_fd(), addr).unwrap();
+    let mut s = TcpStream::from(fd);
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.set_write_timeout(Some(DEADLINE)).unwrap();
+    s.write_all(data)
+        .unwrap_or_else(|e| panic!("sending {} bytes to serve_echo: {e}", data.len()));
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).unwrap_or_else(|e| {
+        panic!(
+            "reading the echo of {} bytes: {e} (got {} bytes)",
+            data.len(),
+            back.len()
+        )
+    });
+    back
+}
+
 /// The last client of a bad-input test: it must still be served, and by the
 /// time its echo is complete the earlier, misbehaving connections are closed.
 fn still_serves(server: &EchoServer) {
@@ -302,14 +332,29 @@ graded! {
 
 graded! {
     /// serve_echo echoes every byte for clients that come one after another,
-    /// counts them, and closes each connection.
-    points = 3;
+    /// counts them, and closes each connection. The server's send buffer
+    /// and the 20,000-byte client's receive buffer are small, so the
+    /// server's sends come up short: an echo server that ignores short
+    /// sends is wrong at its core, so this and the megabyte test carry 7
+    /// of the assignment's 13 points.
+    points = 4;
     fn serve_echo_echoes_clients_in_turn() {
-        let server = EchoServer::start(Duration::from_secs(4));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        socket::setsockopt(&listener, sockopt::SndBuf, &4096).unwrap();
+        let server = EchoServer::start_on(listener, Duration::from_secs(4));
         assert_eq!(server.sockets(), 1, "only the listener before any client");
         let messages = [b"hello\n".to_vec(), pattern(20_000), b"no newline".to_vec()];
         for m in &messages {
-            assert_eq!(&echo_via_std(&server.addr, m), m, "a client sent {} bytes, half-closed and read to EOF: what came back from serve_echo (left) differs from what it sent (right)", m.len());
+            let back = echo_via_small_window(&server.addr, m);
+            assert!(
+                &back == m,
+                "a client (4 KiB receive buffer; the server's send buffer is 4 KiB too) sent {} bytes, \
+                 half-closed and read to EOF: serve_echo sent back {} bytes ({}). When the socket takes \
+                 only part of a send, the rest must follow",
+                m.len(),
+                back.len(),
+                if back.len() == m.len() { "different bytes" } else { "bytes missing" }
+            );
         }
         let stats = finish_without_leaks(server);
         let total: usize = messages.iter().map(Vec::len).sum();

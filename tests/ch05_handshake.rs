@@ -110,9 +110,12 @@ graded! {
 }
 
 graded! {
-    /// connect_timeout reports ECONNREFUSED from a port with no listener
-    /// (read from SO_ERROR: the core of a nonblocking connect, so 3 points).
-    points = 3;
+    /// connect_timeout reports ECONNREFUSED from a port with no listener.
+    /// Every failure but the timeout reaches a nonblocking connect only
+    /// through SO_ERROR: a connect that never reads it reports failures as
+    /// success, wrong at its core, so this test carries 5 of the
+    /// assignment's 9 points.
+    points = 5;
     fn connect_timeout_reports_refused() {
         // Bound but not listening: the port is ours, and it answers SYN with RST.
         let holder = tcp_socket();
