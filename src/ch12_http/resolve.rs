@@ -2,8 +2,18 @@
 //! refusal. The one piece of a static server that guards the whole disk.
 
 use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::AtFlags;
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::{Mode, fstatat};
 
 /// Why a target was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,37 +129,160 @@ pub fn canonical(path: &Path) -> Result<PathBuf, Refusal> {
     std::fs::canonicalize(path).map_err(refusal)
 }
 
-/// The real path of `path` and its metadata (symlinks followed), where
+/// What an `lstat` or `stat` said about a name: its type, from the
+/// `S_IFMT` bits of `st_mode`
+/// ([`inode(7)`](https://man7.org/linux/man-pages/man7/inode.7.html)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    mode: u32,
+}
+
+impl Meta {
+    /// From an `st_mode`.
+    pub fn from_mode(mode: u32) -> Meta {
+        Meta { mode }
+    }
+    fn kind(self) -> u32 {
+        self.mode & libc::S_IFMT
+    }
+    /// A directory?
+    pub fn is_dir(self) -> bool {
+        self.kind() == libc::S_IFDIR
+    }
+    /// A regular file?
+    pub fn is_file(self) -> bool {
+        self.kind() == libc::S_IFREG
+    }
+    /// A symbolic link (only `lstat` can say so)?
+    pub fn is_symlink(self) -> bool {
+        self.kind() == libc::S_IFLNK
+    }
+}
+
+/// How long the process keeps its `O_PATH` fd for a root before opening
+/// the root again (so a directory moved into the root's place is seen
+/// within a second).
+const ROOT_FD_FRESH: Duration = Duration::from_secs(1);
+
+/// The open root: its path, an `O_PATH` fd for it, and when it was opened.
+struct RootDir {
+    path: PathBuf,
+    fd: Arc<OwnedFd>,
+    opened: Instant,
+}
+
+/// One open root for the whole process (every loop thread shares it).
+static ROOT_DIR: Mutex<Option<RootDir>> = Mutex::new(None);
+
+/// An `O_PATH | O_DIRECTORY` fd for `root`
+/// ([`open(2)`](https://man7.org/linux/man-pages/man2/open.2.html)),
+/// opened once a second, not once per request: a name looked up *relative
+/// to it* (`fstatat`, `openat`) costs the kernel one component, where the
+/// absolute path costs one per directory from `/`. The server calls this
+/// before it says it is ready, so the fd is part of its resting count.
+pub fn hold_root(root: &Path) -> std::io::Result<Arc<OwnedFd>> {
+    let mut cached = ROOT_DIR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(dir) = &*cached
+        && dir.path.as_os_str() == root.as_os_str()
+        && dir.opened.elapsed() < ROOT_FD_FRESH
+    {
+        return Ok(Arc::clone(&dir.fd));
+    }
+    let fd = Arc::new(nix::fcntl::open(
+        root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?);
+    *cached = Some(RootDir {
+        path: root.to_path_buf(),
+        fd: Arc::clone(&fd),
+        opened: Instant::now(),
+    });
+    Ok(fd)
+}
+
+/// Run `f` with the fd of [`hold_root`].
+fn with_root<T>(root: &Path, f: impl FnOnce(BorrowedFd<'_>) -> T) -> std::io::Result<T> {
+    let fd = hold_root(root)?;
+    Ok(f(fd.as_fd()))
+}
+
+/// `path` below `root` as a relative path, when `path` is `root` joined
+/// with plain names (a byte prefix and a `/`), else `None`.
+fn below<'a>(root: &Path, path: &'a Path) -> Option<&'a Path> {
+    let rest = path
+        .as_os_str()
+        .as_bytes()
+        .strip_prefix(root.as_os_str().as_bytes())?;
+    let rest = rest.strip_prefix(b"/")?;
+    (!rest.is_empty()).then(|| Path::new(OsStr::from_bytes(rest)))
+}
+
+/// `errno` as the refusal it means.
+fn refusal_errno(e: Errno) -> Refusal {
+    refusal(std::io::Error::from(e))
+}
+
+/// The real path of `path` and what it is (symlinks followed), where
 /// `path` is the canonical `root` joined with plain names (no `.`, `..` or
 /// empty segment), as [`resolve`] builds it.
 ///
 /// Cheaper than [`canonical`] for the usual case: `lstat` each component
-/// below the root ([`lstat(2)`](https://man7.org/linux/man-pages/man2/lstat.2.html),
-/// which does not follow a symlink). If none is a symlink, `path` is
-/// already its own real path and the last `lstat` describes the file: one
-/// `statx` for a file at the top of the root, where `canonicalize` and a
-/// `stat` cost a `readlink` per component of the whole path and more. At
-/// the first symlink it falls back to [`canonical`].
-pub fn real_path(root: &Path, path: PathBuf) -> Result<(PathBuf, std::fs::Metadata), Refusal> {
-    let mut at = root.to_path_buf();
-    let mut last = None;
-    if let Ok(below) = path.strip_prefix(root) {
-        for name in below.iter() {
-            at.push(name);
-            let meta = std::fs::symlink_metadata(&at).map_err(refusal)?;
-            if meta.is_symlink() {
-                last = None;
-                break;
+/// below the root, relative to an fd for the root
+/// ([`fstatat(2)`](https://man7.org/linux/man-pages/man2/fstatat.2.html)
+/// with `AT_SYMLINK_NOFOLLOW`, which does not follow a symlink). If none is
+/// a symlink, `path` is already its own real path and the last `lstat`
+/// describes the file: one `statx` of one name for a file at the top of the
+/// root, where `canonicalize` and a `stat` cost a `readlink` per component
+/// of the whole path and more. At the first symlink it falls back to
+/// [`canonical`].
+pub fn real_path(root: &Path, path: PathBuf) -> Result<(PathBuf, Meta), Refusal> {
+    let Some(rel) = below(root, &path) else {
+        return real_path_slowly(path);
+    };
+    let found = with_root(root, |dir| {
+        let bytes = rel.as_os_str().as_bytes();
+        // Each directory on the way, then the name itself: a symlink
+        // anywhere sends us the slow way.
+        let lstat = |name: &[u8]| {
+            fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map(|st| Meta::from_mode(st.st_mode))
+                .map_err(refusal_errno)
+        };
+        for (end, _) in bytes.iter().enumerate().filter(|(_, b)| **b == b'/') {
+            if lstat(&bytes[..end])?.is_symlink() {
+                return Ok(None);
             }
-            last = Some(meta);
         }
+        let meta = lstat(bytes)?;
+        Ok((!meta.is_symlink()).then_some(meta))
+    })
+    .map_err(refusal)?;
+    match found? {
+        Some(meta) => Ok((path, meta)),
+        None => real_path_slowly(path),
     }
-    match last {
-        Some(meta) if at == path => Ok((path, meta)),
-        _ => {
-            let real = canonical(&path)?;
-            let meta = std::fs::metadata(&real).map_err(refusal)?;
-            Ok((real, meta))
-        }
-    }
+}
+
+/// At a symlink: `realpath(3)`, then `stat` of the result.
+fn real_path_slowly(path: PathBuf) -> Result<(PathBuf, Meta), Refusal> {
+    let real = canonical(&path)?;
+    let meta = std::fs::metadata(&real).map_err(refusal)?;
+    Ok((real, Meta::from_mode(meta.mode())))
+}
+
+/// Open `path`, a real path under `root` that [`resolve`] returned, for
+/// reading: [`openat(2)`](https://man7.org/linux/man-pages/man2/openat.2.html)
+/// relative to the root's fd, with `O_NOFOLLOW` (a symlink swapped in since
+/// `resolve` looked is refused, not followed). A path not under `root`
+/// falls back to a plain `open` of the absolute path.
+pub fn open_under(root: &Path, path: &Path) -> std::io::Result<File> {
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    let fd = match below(root, path) {
+        Some(rel) => with_root(root, |dir| openat(dir, rel, flags, Mode::empty()))??,
+        None => nix::fcntl::open(path, flags, Mode::empty())?,
+    };
+    Ok(File::from(fd))
 }

@@ -94,6 +94,9 @@ pub fn serve_then(
         .into_iter()
         .map(|listener| watch(listener, stop))
         .collect::<Result<Vec<_>>>()?;
+    // The root's fd, shared by every loop, is open before `ready` (if it
+    // cannot be opened, each request reports that).
+    let _ = super::resolve::hold_root(&config.root);
     ready();
     std::thread::scope(|scope| {
         let handles: Vec<_> = loops
