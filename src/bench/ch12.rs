@@ -22,11 +22,19 @@ pub struct Nginx {
     pub root: PathBuf,
     /// Where its config, pid file and logs go.
     pub dir: PathBuf,
+    /// `tcp_nopush on`: nginx corks the socket (`TCP_CORK`) around head and
+    /// body so they leave in full segments, as this server's `MSG_MORE`
+    /// does: the baseline. Off is nginx's default, shown beside it.
+    pub nopush: bool,
 }
 
 impl Contender for Nginx {
     fn name(&self) -> &str {
-        "nginx"
+        if self.nopush {
+            "nginx"
+        } else {
+            "nginx (tcp_nopush off)"
+        }
     }
 
     fn start(&self, cpu: Option<usize>) -> Result<Running> {
@@ -40,11 +48,12 @@ impl Contender for Nginx {
         let conf = format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 20000; }}\n\
-             http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n  keepalive_timeout 30s;\n\
+             http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush {nopush};\n  keepalive_requests 1000000;\n  keepalive_timeout 30s;\n\
                client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
                default_type application/octet-stream;\n\
                server {{\n    listen 127.0.0.1:{port};\n    root {};\n  }}\n}}\n",
-            self.root.display()
+            self.root.display(),
+            nopush = if self.nopush { "on" } else { "off" },
         );
         let conf_path = self.dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).map_err(|e| io("config", e))?;
@@ -242,6 +251,12 @@ pub fn comparisons(opts: &Options) -> Result<Vec<Comparison>> {
             Box::new(Nginx {
                 root: root.clone(),
                 dir: opts.out_dir.join(format!("ch12-nginx-{tag}")),
+                nopush: true,
+            }),
+            Box::new(Nginx {
+                root: root.clone(),
+                dir: opts.out_dir.join(format!("ch12-nginx-default-{tag}")),
+                nopush: false,
             }),
             Box::new(Program {
                 name: "ch12".into(),
@@ -287,6 +302,7 @@ pub fn comparisons(opts: &Options) -> Result<Vec<Comparison>> {
             goals: goals(),
             notes: vec![
                 "both one worker (nginx: worker_processes 1, master_process off; ch12: --threads 1), sendfile, no access log.".into(),
+                "baseline nginx: tcp_nopush on (TCP_CORK around head and body, as ch12's MSG_MORE); nginx (tcp_nopush off) is nginx's default, for comparison.".into(),
                 "wrk -t1 -c64 --latency, same duration; requests/s, requests per server CPU-second, p99 from wrk.".into(),
             ],
         });
