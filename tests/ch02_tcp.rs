@@ -160,18 +160,7 @@ fn echo_via_std(addr: &SockaddrStorage, data: &[u8]) -> Vec<u8> {
 /// reads: the server's echo fills that buffer and the server's own small
 /// send buffer, so its sends come up short and must be continued.
 fn echo_via_small_window(addr: &SockaddrStorage, data: &[u8]) -> Vec<u8> {
-    let fd = socket::socket(
-        socket::AddressFamily::Inet,
-        socket::SockType::Stream,
-        socket::SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    socket::setsockopt(&fd, sockopt::RcvBuf, &4096).unwrap();
-    socket::connect(fd.as_raw_fd(), addr).unwrap();
-    let mut s = TcpStream::from(fd);
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s.set_write_timeout(Some(DEADLINE)).unwrap();
+    let mut s = support::client_with_buffers(addr, Some(4096), None);
     s.write_all(data)
         .unwrap_or_else(|e| panic!("sending {} bytes to serve_echo: {e}", data.len()));
     s.shutdown(Shutdown::Write).unwrap();

@@ -224,18 +224,8 @@ fn echo_concurrently(mut s: TcpStream, data: Vec<u8>) -> Vec<u8> {
 /// EAGAIN and wait for EPOLLOUT. A small receive buffer (set before
 /// connect) makes the stall come early.
 fn late_reader(server: &Server, total: usize) {
-    let fd = socket::socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    socket::setsockopt(&fd, socket::sockopt::RcvBuf, &4096).unwrap();
-    socket::setsockopt(&fd, socket::sockopt::SndBuf, &8192).unwrap();
-    socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(server.addr)).unwrap();
-    let s = TcpStream::from(fd);
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let s =
+        support::client_with_buffers(&SockaddrStorage::from(server.addr), Some(4096), Some(8192));
     let data = pattern(99, total);
     let expect = data.clone();
     // The writer uses MSG_DONTWAIT on each send: O_NONBLOCK would be
@@ -319,22 +309,11 @@ fn half_close_then_read(server: &Server, total: usize) {
         total < OUT_LIMIT,
         "the test's burst must fit in the server's output buffer"
     );
-    let fd = socket::socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
     // Small buffers on both sides: the write below returns only once the
     // server has read nearly all of it, and the server can push little of
     // its echo into the client before the client reads.
-    socket::setsockopt(&fd, socket::sockopt::RcvBuf, &4096).unwrap();
-    socket::setsockopt(&fd, socket::sockopt::SndBuf, &4096).unwrap();
-    socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(server.addr)).unwrap();
-    let mut s = TcpStream::from(fd);
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s.set_write_timeout(Some(DEADLINE)).unwrap();
+    let mut s =
+        support::client_with_buffers(&SockaddrStorage::from(server.addr), Some(4096), Some(4096));
     let data = pattern(41, total);
     if let Err(e) = s.write_all(&data) {
         panic!(

@@ -18,7 +18,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
+use nix::sys::socket::{self, SockaddrStorage, sockopt};
 use sockbook::kit::{narrate, net};
 
 use super::chat_server::{Config, Event, Kind, Stats, Why, serve};
@@ -807,17 +807,7 @@ pub fn two_hundred_clients_at_once(kind: Kind) {
 
 /// A client with a tiny receive buffer (set before connect).
 pub fn small_window_client(server: &Server) -> Chatter {
-    let fd = socket::socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    socket::setsockopt(&fd, sockopt::RcvBuf, &4096).unwrap();
-    socket::connect(fd.as_raw_fd(), &server.addr).unwrap();
-    let s = TcpStream::from(fd);
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let s = crate::support::client_with_buffers(&server.addr, Some(4096), None);
     Chatter::from(s)
 }
 

@@ -142,6 +142,41 @@ pub fn std_client(addr: &SockaddrStorage) -> TcpStream {
     stream
 }
 
+/// A client socket with small buffers, set *before* `connect` (the receive
+/// buffer fixes the window scale the handshake announces), connected to
+/// `addr`, with read and write timeouts of [`DEADLINE`]. `None` leaves a
+/// buffer to the kernel. The kernel doubles each value
+/// ([`socket(7)`](https://man7.org/linux/man-pages/man7/socket.7.html),
+/// `SO_RCVBUF`) and setting one turns its autotuning off: the tests use
+/// this to make sends come up short and peers stall early.
+pub fn client_with_buffers(
+    addr: &SockaddrStorage,
+    rcvbuf: Option<usize>,
+    sndbuf: Option<usize>,
+) -> TcpStream {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, sockopt};
+    use std::os::fd::AsRawFd;
+    let family = if addr.as_sockaddr_in6().is_some() {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    if let Some(size) = rcvbuf {
+        socket::setsockopt(&fd, sockopt::RcvBuf, &size).unwrap();
+    }
+    if let Some(size) = sndbuf {
+        socket::setsockopt(&fd, sockopt::SndBuf, &size).unwrap();
+    }
+    socket::connect(fd.as_raw_fd(), addr).unwrap_or_else(|e| {
+        panic!("the test's own client (rcvbuf {rcvbuf:?}, sndbuf {sndbuf:?}) could not connect to {addr}: {e}")
+    });
+    let stream = TcpStream::from(fd);
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.set_write_timeout(Some(DEADLINE)).unwrap();
+    stream
+}
+
 /// How many of this process's open fds are TCP sockets whose *local* port is
 /// `port`: the listener plus every connection a server on `port` still holds.
 /// Ports are unique to a test, so this is safe while other tests run.
