@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
-use nix::fcntl::{OFlag, openat};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{Mode, fstatat};
 
 /// Why a target was refused.
@@ -274,15 +274,84 @@ fn real_path_slowly(path: PathBuf) -> Result<(PathBuf, Meta), Refusal> {
 }
 
 /// Open `path`, a real path under `root` that [`resolve`] returned, for
-/// reading: [`openat(2)`](https://man7.org/linux/man-pages/man2/openat.2.html)
-/// relative to the root's fd, with `O_NOFOLLOW` (a symlink swapped in since
-/// `resolve` looked is refused, not followed). A path not under `root`
-/// falls back to a plain `open` of the absolute path.
+/// reading, relative to the root's fd, refusing any symlink on the way:
+/// [`openat2(2)`](https://man7.org/linux/man-pages/man2/openat2.2.html)
+/// with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`. A real path has no
+/// symlinks, so one met here was swapped in after `resolve` looked (an
+/// attacker racing the server): the kernel refuses it (`ELOOP`) in the same
+/// walk that opens the file, where a plain `open` would follow it out of the
+/// root. Where `openat2` is missing (Linux before 5.6: `ENOSYS`) or a
+/// seccomp filter refuses it (`EPERM`), `openat` with `O_NOFOLLOW` guards
+/// the last name only. A path not under `root` is opened as it is.
 pub fn open_under(root: &Path, path: &Path) -> std::io::Result<File> {
-    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
-    let fd = match below(root, path) {
-        Some(rel) => with_root(root, |dir| openat(dir, rel, flags, Mode::empty()))??,
-        None => nix::fcntl::open(path, flags, Mode::empty())?,
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+    let Some(rel) = below(root, path) else {
+        return Ok(File::from(nix::fcntl::open(path, flags, Mode::empty())?));
     };
+    let fd = with_root(root, |dir| {
+        let how = OpenHow::new()
+            .flags(flags)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        match openat2(dir, rel, how) {
+            Err(Errno::ENOSYS | Errno::EPERM) => {
+                openat(dir, rel, flags | OFlag::O_NOFOLLOW, Mode::empty())
+            }
+            other => other,
+        }
+    })??;
     Ok(File::from(fd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh, canonical directory under the system's temp dir.
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("sockbook-resolve-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::canonicalize(&dir).unwrap()
+    }
+
+    fn read_all(mut file: File) -> String {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).unwrap();
+        text
+    }
+
+    #[test]
+    fn open_under_refuses_a_symlink_swapped_in_after_resolve() {
+        let base = scratch("swap");
+        let (root, outside) = (base.join("root"), base.join("outside"));
+        std::fs::create_dir_all(root.join("docs")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(root.join("docs/a.txt"), "inside").unwrap();
+        std::fs::write(outside.join("a.txt"), "secret").unwrap();
+        let resolved = resolve(&root, "/docs/a.txt").expect("a plain file under the root");
+        assert_eq!(read_all(open_under(&root, &resolved).unwrap()), "inside");
+        // The race: after resolve looked, docs becomes a symlink out.
+        std::fs::remove_dir_all(root.join("docs")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("docs")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&resolved).unwrap(),
+            "secret",
+            "a plain open of the resolved path now follows the symlink out"
+        );
+        let probe = hold_root(&root)
+            .map(|dir| openat2(dir.as_fd(), ".", OpenHow::new().flags(OFlag::O_PATH)));
+        if let Ok(Err(Errno::ENOSYS | Errno::EPERM)) = probe {
+            eprintln!("skipped: openat2 is not available here (only the last name is guarded)");
+        } else {
+            match open_under(&root, &resolved) {
+                Ok(file) => panic!(
+                    "open_under followed a symlink swapped in after resolve and read {:?}",
+                    read_all(file)
+                ),
+                Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{e}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&base);
+    }
 }
