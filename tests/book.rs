@@ -1,7 +1,8 @@
 //! The mdBook site's structure, checked without mdBook (`make book` builds
 //! it): every chapter is in `chapters/SUMMARY.md`, every page it names
 //! exists, every `{{#include path:anchor}}` names a file that exists and an
-//! anchor that file has, and no relative link in the book's pages is dead.
+//! anchor that file has, no relative link in the book's pages is dead, and
+//! every assignment table says the points of the graded tests it names.
 //!
 //! Plain test (not graded): `cargo test --test book`.
 
@@ -209,5 +210,176 @@ fn no_dead_relative_link() {
         dead.is_empty(),
         "relative links to files that do not exist:\n  {}",
         dead.join("\n  ")
+    );
+}
+
+/// `points = N;` (then an optional `secs = S;`) before `fn NAME(` in the
+/// graded test files of chapter `nn`: each test's points, by name.
+fn graded_points(nn: &str) -> std::collections::HashMap<String, u32> {
+    let mut out = std::collections::HashMap::new();
+    for entry in std::fs::read_dir(root().join("tests")).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with(&format!("ch{nn}_")) && name.ends_with(".rs")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        let mut points = None;
+        for line in text.lines().map(str::trim) {
+            if let Some(n) = line.strip_prefix("points = ") {
+                points = n.trim_end_matches(';').parse::<u32>().ok();
+            } else if let (Some(p), Some(rest)) = (points, line.strip_prefix("fn ")) {
+                let test = rest.split('(').next().unwrap_or("").to_string();
+                out.insert(test, p);
+                points = None;
+            }
+        }
+    }
+    out
+}
+
+/// Does `name` match `pattern`, where `*` stands for any run of characters?
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || !name.ends_with(last) || name.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The graded tests a backticked name in a table stands for: a test name,
+/// a `prefix_*` glob, or `stem_{a,b}` alternatives.
+fn tests_named(token: &str, points: &std::collections::HashMap<String, u32>) -> Vec<String> {
+    if let (Some(open), Some(close)) = (token.find('{'), token.find('}')) {
+        let (head, tail) = (&token[..open], &token[close + 1..]);
+        return token[open + 1..close]
+            .split(',')
+            .flat_map(|alt| tests_named(&format!("{head}{alt}{tail}"), points))
+            .collect();
+    }
+    let mut found: Vec<String> = points
+        .keys()
+        .filter(|t| glob_matches(token, t))
+        .cloned()
+        .collect();
+    found.sort();
+    found
+}
+
+/// The number a `points` cell says: its integers summed, `N × M` as a product.
+fn cell_points(cell: &str) -> u32 {
+    // Numbers, and `None` for each `×` sign.
+    let mut tokens: Vec<Option<u32>> = Vec::new();
+    let mut number = String::new();
+    for c in cell.chars().chain([' ']) {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        if !number.is_empty() {
+            tokens.push(number.parse().ok());
+            number.clear();
+        }
+        if c == '×' {
+            tokens.push(None);
+        }
+    }
+    let mut total = 0;
+    let mut i = 0;
+    while i < tokens.len() {
+        match (tokens[i], tokens.get(i + 1), tokens.get(i + 2)) {
+            (Some(a), Some(None), Some(Some(b))) => {
+                total += a * b;
+                i += 3;
+            }
+            (Some(a), _, _) => {
+                total += a;
+                i += 1;
+            }
+            (None, _, _) => i += 1,
+        }
+    }
+    total
+}
+
+/// Every assignment table in a chapter (a table with a `points` column)
+/// that names graded tests in backticks says the points those tests are
+/// worth: when a test's points change, the prose must change with them.
+#[test]
+fn assignment_tables_give_the_tests_points() {
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for page in pages() {
+        let file = page.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(nn) = file
+            .get(..2)
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let points = graded_points(nn);
+        let text = std::fs::read_to_string(&page).unwrap();
+        let mut column = None;
+        for (n, line) in text.lines().enumerate() {
+            if !line.starts_with('|') {
+                column = None;
+                continue;
+            }
+            let cells: Vec<&str> = line
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            if let Some(at) = cells.iter().position(|c| *c == "points") {
+                column = Some(at);
+                continue;
+            }
+            let Some(col) = column else { continue };
+            if line.chars().all(|c| "|-: ".contains(c)) || cells.len() <= col {
+                continue;
+            }
+            let mut tests = std::collections::BTreeSet::new();
+            for (_, cell) in cells.iter().enumerate().filter(|(i, _)| *i != col) {
+                for (k, token) in cell.split('`').enumerate() {
+                    if k % 2 == 1 {
+                        tests.extend(tests_named(token, &points));
+                    }
+                }
+            }
+            if tests.is_empty() {
+                continue;
+            }
+            checked += 1;
+            let says = cell_points(cells[col]);
+            let worth: u32 = tests.iter().map(|t| points[t]).sum();
+            if says != worth {
+                wrong.push(format!(
+                    "chapters/{file}:{}: the table says {:?} points, but the tests it names ({}) are worth {worth}",
+                    n + 1,
+                    cells[col],
+                    tests.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+    }
+    assert!(
+        checked >= 70,
+        "only {checked} table rows named graded tests: is the table format still understood?"
+    );
+    assert!(
+        wrong.is_empty(),
+        "assignment tables out of date:\n{}",
+        wrong.join("\n")
     );
 }
