@@ -4,7 +4,7 @@ comma := ,
 space := $(subst ,, )
 GRADE  = $(CARGO) run --quiet --bin grade --
 
-.PHONY: help run tour test grade student hang selfcheck mutants lint doc bench clean gradescope classroom gradescope-check
+.PHONY: help run tour test grade student hang selfcheck mutants lint doc bench clean gradescope classroom gradescope-check submission
 
 help:
 	@echo "make run       chapter 1's demo (the first thing to run)"
@@ -15,6 +15,7 @@ help:
 	@echo "               (CHAPTERS='ch03 ch04' for only those chapters)"
 	@echo "make gradescope target/gradescope/autograder.zip (CHAPTERS='ch02 ch04')"
 	@echo "make classroom .github/workflows/classroom.yml for GitHub Classroom (CHAPTERS=...)"
+	@echo "make submission DIR=...  a student's checkout graded with this tree's tests (CHAPTERS=...)"
 	@echo "make gradescope-check  run the zip end to end as Gradescope would (a few minutes)"
 	@echo "make student   write the student edition to target/student/"
 	@echo "make hang      write the hang edition to target/hang/ (for the self-check)"
@@ -59,6 +60,11 @@ gradescope:
 
 classroom:
 	$(GRADE) classroom $(foreach c,$(CHAPTERS),--chapter $(c))
+
+# A student's checkout (DIR=...) graded with this tree's tests.
+submission:
+	@test -n "$(DIR)" || { echo "make submission DIR=path/to/a/student/checkout [CHAPTERS=...]"; exit 2; }
+	$(GRADE) submission $(DIR) $(foreach c,$(CHAPTERS),--chapter $(c))
 
 # The zip end to end (reference, student edition, a broken build): slow, so
 # not part of `make test`; .ci/run runs it.

@@ -547,3 +547,77 @@ fn gradescope_zip_end_to_end() {
         "a missing file is named:\n{missing}"
     );
 }
+
+#[test]
+#[ignore = "a minute: builds a copy of the tree; run by `make gradescope-check`"]
+fn submission_is_graded_with_our_tests_not_its_own() {
+    let dir = scratch("submission");
+    let sub = dir.join("student");
+    run_ok(
+        Command::new(GRADE).arg("edition").arg("student").arg(&sub),
+        "grade edition student",
+    );
+    // A student who solved nothing but made every chapter 1 test return at
+    // once: in their own repository, every test passes.
+    let tampered = sub.join("tests/ch01_sockets.rs");
+    let text = std::fs::read_to_string(&tampered).unwrap();
+    let mut cheat = String::new();
+    for line in text.lines() {
+        cheat.push_str(line);
+        cheat.push('\n');
+        if line.starts_with("    fn ") && line.ends_with("() {") {
+            cheat.push_str("        return;\n");
+        }
+    }
+    std::fs::write(&tampered, cheat).unwrap();
+    let max = points_per_chapter()
+        .into_iter()
+        .find(|(c, _)| c == "ch01")
+        .unwrap()
+        .1;
+    let results = dir.join("results.json");
+    let grade = |what: &str| {
+        let out = run_ok(
+            Command::new(GRADE)
+                .arg("submission")
+                .arg(&sub)
+                .args(["--chapter", "ch01", "--out"])
+                .arg(&results),
+            what,
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        (std::fs::read_to_string(&results).unwrap(), stdout)
+    };
+
+    let (json, stdout) = grade("grade submission (tests tampered, nothing solved)");
+    assert!(
+        json.contains("\"score\": 0,"),
+        "graded with our tests, the unsolved chapter gets 0 whatever its own tests say:\n{json}\n{stdout}"
+    );
+    assert!(
+        stdout.contains("changed 1 file(s) under tests/")
+            && stdout.contains("tests/ch01_sockets.rs"),
+        "the changed test file is named:\n{stdout}"
+    );
+
+    // Now solved (the reference file stands in): full marks.
+    let solved = "src/ch01_sockets/mod.rs";
+    std::fs::copy(Path::new(ROOT).join(solved), sub.join(solved)).unwrap();
+    let (json, stdout) = grade("grade submission (solved)");
+    assert!(
+        json.contains(&format!("\"score\": {max},")),
+        "the solved chapter gets {max} / {max}:\n{json}\n{stdout}"
+    );
+
+    // Without the file at all: graded as todo!(), and named.
+    std::fs::remove_file(sub.join(solved)).unwrap();
+    let (json, stdout) = grade("grade submission (file missing)");
+    assert!(
+        json.contains("\"score\": 0,"),
+        "a missing assignment file is graded as todo!():\n{json}"
+    );
+    assert!(
+        stdout.contains("src/ch01_sockets/mod.rs is missing from the submission"),
+        "the missing file is named:\n{stdout}"
+    );
+}

@@ -9,6 +9,7 @@
 //! grade tests [SELECTION]    cargo test's binaries, all at once (make test)
 //! grade gradescope           target/gradescope/autograder.zip (see gradescope.rs)
 //! grade classroom            .github/workflows/classroom.yml (see classroom.rs)
+//! grade submission DIR       a student's checkout graded with this tree's tests
 //! ```
 //!
 //! It uses `std` (and `libc::kill` for a stuck process group) and runs
@@ -24,6 +25,7 @@ mod report;
 mod run;
 mod selfcheck;
 mod source;
+mod submission;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +61,12 @@ usage:
         the Gradescope autograder (default target/gradescope/autograder.zip)
   grade classroom [--chapter chNN]... [--out FILE]
         the GitHub Classroom workflow (default .github/workflows/classroom.yml)
+  grade submission DIR [--chapter chNN]... [--out FILE] [--strict]
+        grade a student's checkout (e.g. a Classroom repository) with this
+        tree's tests: only its assignment files are taken (a missing one is
+        graded as todo!()), every other file is this tree's, and each file
+        under tests/ that the submission changed is named in a note
+        (default results file target/submission/results.json)
 ";
 
 fn main() -> ExitCode {
@@ -146,6 +154,15 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             let points = classroom::write(&root, &only, &file, &gradescope::toolchain()?)?;
             println!("classroom: {} ({points} points)", file.display());
             Ok(ExitCode::SUCCESS)
+        }
+        ["submission", dir] => {
+            let grade = submission::grade(&root, std::path::Path::new(dir), &only, out)?;
+            let all_ran_and_passed = grade.outcomes.iter().all(|o| o.earned());
+            Ok(if strict && !all_ran_and_passed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         ["edition", kind, dir] => {
             let kind = edition::Kind::parse(kind)?;

@@ -372,7 +372,7 @@ fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
 /// Make `out` a copy of the tree at `root` (no `target/`, no `.git/`, its
 /// own workspace, only the binaries graded tests run), rewriting only the files that differ so that cargo's
 /// incremental build stays valid. Returns how many files were written.
-fn sync_tree(root: &Path, out: &Path) -> Result<usize, String> {
+pub fn sync_tree(root: &Path, out: &Path) -> Result<usize, String> {
     let mut wanted: BTreeSet<PathBuf> = BTreeSet::new();
     let mut written = 0;
     let keep_bins = edition::graded_bins(root)?;
