@@ -13,7 +13,10 @@
 //!   is redone once and marked if still disturbed.
 //! - **Ratios with a range** ([`stats`], [`report`]): each contender's
 //!   figure is divided by the baseline's figure *of the same round*; the
-//!   table prints the median of those per-round ratios and their min–max.
+//!   table prints the median of those per-round ratios and their range:
+//!   min–max up to 8 rounds, from 9 on the `k`-th smallest to the `k`-th
+//!   largest, at least 93.75 % sure to hold the true median
+//!   ([`stats::order_k`]).
 //!   A range that straddles 1.00 prints as "no clear difference".
 //! - **Goals** (a chapter's stated targets, e.g. "epoll ≥ 1.05× tokio per
 //!   server CPU-second") are judged on the whole range: met, missed, or
@@ -219,12 +222,16 @@ pub fn run(opts: &Options) -> Result<()> {
         plan.rounds, opts.warmup, opts.secs
     );
     println!(
-        "# a ratio cell is the median of the per-round ratios to the baseline (measured in the same round), with their min–max in brackets;"
+        "# a ratio cell is the median of the per-round ratios to the baseline (measured in the same round), with their range in brackets (min–max up to 8 rounds, then the k-th smallest to k-th largest: at least 93.75 % sure to hold the true median);"
     );
     println!(
-        "# with {} rounds that range holds the true median ratio with {:.0} % probability; a range that straddles 1.00 is no clear difference",
+        "# with {} rounds that range is the {} and holds the true median ratio with {:.1} % probability; a range that straddles 1.00 is no clear difference",
         plan.rounds,
-        (1.0 - 0.5f64.powi(plan.rounds as i32 - 1)) * 100.0
+        match stats::order_k(plan.rounds) {
+            1 => "min–max".to_string(),
+            k => format!("{0} smallest to {0} largest", stats::ordinal(k)),
+        },
+        stats::coverage(plan.rounds, stats::order_k(plan.rounds)) * 100.0
     );
     let mut csv = String::from(report::CSV_HEADER);
     for c in &comparisons {
@@ -269,8 +276,8 @@ pub fn run(opts: &Options) -> Result<()> {
                         // "at most": judged on the inverse.
                         let inv = stats::Spread {
                             median: 1.0 / s.median,
-                            min: 1.0 / s.max,
-                            max: 1.0 / s.min,
+                            low: 1.0 / s.high,
+                            high: 1.0 / s.low,
                             rounds: s.rounds,
                         };
                         inv.judge(1.0 / goal.ratio)

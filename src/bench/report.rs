@@ -1,6 +1,6 @@
 //! The ratio table: for every contender, the median over rounds of its
 //! per-round ratio to the baseline measured in the same round, with the
-//! min–max range, for three figures: operations per second, operations
+//! range of [`super::stats::Spread`] (min–max up to 8 rounds), for three figures: operations per second, operations
 //! per server CPU-second, and p99 latency.
 
 use std::fmt::Write as _;

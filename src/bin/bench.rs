@@ -23,7 +23,9 @@ usage:
         round starts every contender as a fresh process (pinned to one CPU,
         the load generator to another), warms it up (default 0.5 s) and
         measures it (default 1.5 s). Prints, per contender, the median of
-        its per-round ratios to the baseline with their min-max, for
+        its per-round ratios to the baseline with their range (min-max up
+        to 8 rounds; from 9 on the k-th smallest to k-th largest, still
+        at least 93.75 % sure to hold the true median), for
         operations/s, operations per server CPU-second and p99 latency.
         A measurement during which other work used more than F CPUs
         (default 0.25) is redone once, then marked. Every sample goes to
