@@ -595,7 +595,7 @@ fn submission_is_graded_with_our_tests_not_its_own() {
         "graded with our tests, the unsolved chapter gets 0 whatever its own tests say:\n{json}\n{stdout}"
     );
     assert!(
-        stdout.contains("changed 1 file(s) under tests/")
+        stdout.contains("1 file(s) under tests/ differ")
             && stdout.contains("tests/ch01_sockets.rs"),
         "the changed test file is named:\n{stdout}"
     );

@@ -96,6 +96,9 @@ impl Spread {
     /// Median and range of `values` (non-finite ones are dropped).
     pub fn of(values: &[f64]) -> Option<Spread> {
         let mut finite: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if finite.is_empty() {
+            return None;
+        }
         finite.sort_by(f64::total_cmp);
         let n = finite.len();
         let k = order_k(n);

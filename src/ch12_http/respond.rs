@@ -260,9 +260,9 @@ pub fn byte_range(
 
 /// A file body this small (one page) is read into memory with
 /// [`pread(2)`](https://man7.org/linux/man-pages/man2/pread.2.html) and
-/// leaves with the head in one `sendmsg`: for a few hundred bytes, copying
-/// costs the kernel less than setting up `sendfile`'s page references (the
-/// chapter's benchmark measures it). Larger bodies go by `sendfile`.
+/// leaves with the head in one `sendmsg`: one call into TCP instead of
+/// `sendmsg` plus `sendfile`, at the price of a copy that is cheap for a few
+/// hundred bytes. Larger bodies go by `sendfile`, which does not copy.
 pub const SMALL_BODY: u64 = 4096;
 
 /// The methods this server allows, for `Allow`.
@@ -347,7 +347,7 @@ pub fn respond(root: &Path, request: &Request, close: bool) -> Response {
         let mut bytes = vec![0u8; len as usize];
         match file.read_exact_at(&mut bytes, offset) {
             Ok(()) => Body::Bytes(bytes),
-            Err(_) => return Response::error(500, "", head_only, true),
+            Err(_) => return Response::error(500, "", head_only, close),
         }
     } else {
         Body::File { file, offset, len }

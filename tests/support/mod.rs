@@ -168,6 +168,10 @@ pub fn client_with_buffers(
     if let Some(size) = sndbuf {
         socket::setsockopt(&fd, sockopt::SndBuf, &size).unwrap();
     }
+    // SO_SNDTIMEO bounds a blocking connect too (socket(7)): a listener
+    // whose queue is full cannot hold the test for the SYN retries.
+    let deadline = nix::sys::time::TimeVal::new(DEADLINE.as_secs() as _, 0);
+    socket::setsockopt(&fd, sockopt::SendTimeout, &deadline).unwrap();
     socket::connect(fd.as_raw_fd(), addr).unwrap_or_else(|e| {
         panic!("the test's own client (rcvbuf {rcvbuf:?}, sndbuf {sndbuf:?}) could not connect to {addr}: {e}")
     });

@@ -131,7 +131,7 @@ pub fn grade(
     }
     if !taken.changed_tests.is_empty() {
         grade.notes.push(format!(
-            "the submission changed {} file(s) under tests/, ignored (graded with this tree's): {}",
+            "{} file(s) under tests/ differ in the submission from this tree's (the submission's are ignored): {}",
             taken.changed_tests.len(),
             taken
                 .changed_tests
