@@ -870,11 +870,12 @@ graded! {
 // The connection loop.
 
 graded! {
-    /// Keep-alive and pipelining: 30 requests (GET, HEAD, 404s) written in
-    /// one burst and then 30 more one byte at a time; the answers come on the
+    /// Keep-alive and pipelining: 30 requests (GET, HEAD, 404s) written one
+    /// byte at a time, then the same 30 in one burst of about 6 KiB (more
+    /// than one read, and the last bytes the client sends); the answers come on the
     /// same connection, in request order, each with the right body. The
     /// server's send buffer is small (64 KiB), so each 1 MiB body takes many
-    /// writes with EAGAIN between them.
+    /// writes with EAGAIN between them. Then one request with a 6 KiB head.
     points = 4;
     secs = 30;
     fn loop_pipelines_in_order() {
@@ -888,7 +889,8 @@ graded! {
             let k = (i * 7) % names.len();
             let head_only = i % 5 == 4;
             let method = if head_only { "HEAD" } else { "GET" };
-            burst.extend(format!("{method} {} HTTP/1.1\r\nHost: t\r\nX-N: {i}\r\n\r\n", targets[k]).as_bytes());
+            // Padded so the burst (about 6 KiB) is more than one 4 KiB read.
+            burst.extend(format!("{method} {} HTTP/1.1\r\nHost: t\r\nX-N: {i}\r\nX-Pad: {}\r\n\r\n", targets[k], "p".repeat(150)).as_bytes());
             plan.push((k, head_only));
         }
         let writer = {
@@ -901,17 +903,18 @@ graded! {
                          server closed or reset the connection before reading them all"
                     )
                 };
-                s.write_all(&burst).unwrap_or_else(|e| broke(e, "the first 30 in one burst"));
                 for b in &burst {
                     s.write_all(std::slice::from_ref(b))
-                        .unwrap_or_else(|e| broke(e, "the next 30 one byte at a time"));
+                        .unwrap_or_else(|e| broke(e, "the first 30 one byte at a time"));
                 }
+                // Last, so no later byte wakes the server to read the rest.
+                s.write_all(&burst).unwrap_or_else(|e| broke(e, "the next 30 in one burst"));
             })
         };
         let mut pending = Vec::new();
         for (i, (k, head_only)) in plan.iter().chain(plan.iter()).enumerate() {
             let method = if *head_only { "HEAD" } else { "GET" };
-            let r = read_response(&mut s, &mut pending, *head_only, &format!("pipelined response {i} (to {method} {}, 60 requests sent, the first 30 in one burst)", targets[*k]));
+            let r = read_response(&mut s, &mut pending, *head_only, &format!("pipelined response {i} (to {method} {}, 60 requests sent, the last 30 in one burst)", targets[*k]));
             if names[*k] == "missing" {
                 assert_eq!(r.status, 404, "pipelined response {i} (to {}, no such file): expected 404; got {}", targets[*k], r.describe());
                 continue;
@@ -926,6 +929,12 @@ graded! {
             }
         }
         writer.join_within(DEADLINE, "writer");
+        // Then one request whose head (about 6 KiB) is more than one read,
+        // and nothing after it: the server must read on without a new event.
+        let big_head = format!("GET /style.css HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(6000));
+        s.write_all(big_head.as_bytes()).unwrap();
+        let r = read_response(&mut s, &mut pending, false, &format!("GET /style.css with a {}-byte head, sent in one write after the 60 pipelined responses", big_head.len()));
+        assert_eq!(r.status, 200, "GET /style.css with a {}-byte head (within the limits) in one write: expected 200; got {}", big_head.len(), r.describe());
         drop(s);
         server.finish();
     }
@@ -933,26 +942,38 @@ graded! {
 
 graded! {
     /// HTTP/1.0 and `Connection: close` end the connection after the
-    /// response (the client reads to EOF); an HTTP/1.0 keep-alive request
-    /// keeps it and says `Connection: keep-alive`.
+    /// response (the client reads to EOF), and so does a client that sends
+    /// its request and then its FIN (`shutdown(SHUT_WR)`, so request and FIN
+    /// arrive together); an HTTP/1.0 keep-alive request keeps it and says
+    /// `Connection: keep-alive`.
     points = 2;
     fn loop_closes_for_http10_and_connection_close() {
         let server = Server::start("close", |_| {});
-        for req in ["GET /style.css HTTP/1.0\r\n\r\n", "GET /style.css HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"] {
+        for (req, then_fin) in [
+            ("GET /style.css HTTP/1.0\r\n\r\n", false),
+            ("GET /style.css HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", false),
+            ("GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n", true),
+        ] {
             let mut s = server.connect();
             s.write_all(req.as_bytes()).unwrap();
+            let req = if then_fin {
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+                format!("{req:?} then shutdown(SHUT_WR)")
+            } else {
+                format!("{req:?}")
+            };
             let mut all = Vec::new();
             s.read_to_end(&mut all).unwrap_or_else(|e| {
                 let open = matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
                 panic!(
-                    "{req:?}: the server should answer and then close the connection; reading to EOF failed: {e}{}; read {}",
+                    "{req}: the server should answer and then close the connection; reading to EOF failed: {e}{}; read {}",
                     if open { format!(" (still open after {DEADLINE:?})") } else { String::new() },
                     show(&all)
                 )
             });
             let r = parse_all(&all, false);
             let want = server.file("style.css");
-            assert!(r.body == want, "{req:?}: the body should be style.css {}; got {}", show(&want), r.describe());
+            assert!(r.body == want, "{req}: the body should be style.css {}; got {}", show(&want), r.describe());
         }
         let mut s = server.connect();
         let mut pending = Vec::new();

@@ -402,3 +402,62 @@ fn segments_subcommand_prints_the_table() {
         );
     }
 }
+
+/// The order `epoll_wait` reports two pipes in, when `late` became readable
+/// after `early` and `early` had been reported (and drained) once before.
+fn epoll_order(flags: nix::sys::epoll::EpollFlags) -> Vec<&'static str> {
+    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollTimeout};
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll_create1");
+    let (early_r, early_w) = nix::unistd::pipe().expect("pipe");
+    let (late_r, late_w) = nix::unistd::pipe().expect("pipe");
+    epoll
+        .add(&early_r, EpollEvent::new(flags, 1))
+        .expect("epoll_ctl(ADD, early)");
+    epoll
+        .add(&late_r, EpollEvent::new(flags, 2))
+        .expect("epoll_ctl(ADD, late)");
+    let wait = || {
+        let mut events = [EpollEvent::empty(); 4];
+        let n = epoll
+            .wait(&mut events, EpollTimeout::ZERO)
+            .expect("epoll_wait");
+        events[..n]
+            .iter()
+            .map(|e| if e.data() == 1 { "early" } else { "late" })
+            .collect::<Vec<_>>()
+    };
+    nix::unistd::write(&early_w, b"1").expect("write(early)");
+    assert_eq!(
+        wait(),
+        ["early"],
+        "one byte in `early`: epoll_wait should report it alone"
+    );
+    let mut buf = [0u8; 8];
+    nix::unistd::read(&early_r, &mut buf).expect("read(early)"); // drained
+    nix::unistd::write(&late_w, b"2").expect("write(late)"); // ready first
+    nix::unistd::write(&early_w, b"3").expect("write(early)"); // ready second
+    wait()
+}
+
+/// Chapter 12's loop is edge-triggered for this (see `interest` in
+/// `server.rs`): level-triggered, epoll puts each fd it reports straight
+/// back on its ready list (`ep_send_events` in fs/eventpoll.c), so an fd
+/// reported once stays ahead of one that becomes ready after that wait,
+/// even when its own new bytes come later. Edge-triggered, an fd goes on
+/// the list when bytes arrive, so the order is arrival order.
+#[test]
+fn level_triggered_epoll_reports_an_fd_it_reported_before_ahead_of_one_ready_first() {
+    use nix::sys::epoll::EpollFlags;
+    let level = epoll_order(EpollFlags::EPOLLIN);
+    assert_eq!(
+        level,
+        ["early", "late"],
+        "level-triggered: `early` reported and drained, then `late` written, then `early`: expected early first (it stayed on the ready list)"
+    );
+    let edge = epoll_order(EpollFlags::EPOLLIN | EpollFlags::EPOLLET);
+    assert_eq!(
+        edge,
+        ["late", "early"],
+        "edge-triggered, same steps: expected arrival order, late first"
+    );
+}

@@ -97,6 +97,11 @@ pub struct Conn {
     pub requests: u64,
     /// Log lines, `METHOD TARGET STATUS (request N on fd F)`, when logging.
     pub log: Vec<String>,
+    /// Set by [`Conn::read_some`]: the last read left the socket's receive
+    /// queue empty (it came back short of the buffer, with EOF, `EAGAIN` or
+    /// an error). The event loop is edge-triggered, so it learns here that
+    /// it need not call [`Conn::advance`] again until the next event.
+    pub drained: bool,
 }
 
 impl Conn {
@@ -114,18 +119,26 @@ impl Conn {
             last_progress: now,
             requests: 0,
             log: Vec::new(),
+            drained: false,
         }
     }
 
-    /// Read what there is (one `read` of up to `buf.len()` bytes); `Ok(0)`
-    /// is EOF, `Err(EAGAIN)` nothing yet.
-    fn read_some(&self, buf: &mut [u8]) -> std::result::Result<usize, Errno> {
-        loop {
+    /// Read what there is (one [`read(2)`](https://man7.org/linux/man-pages/man2/read.2.html)
+    /// of up to `buf.len()` bytes); `Ok(0)` is EOF, `Err(EAGAIN)` nothing yet.
+    ///
+    /// Read the socket only through this: it sets [`Conn::drained`] when the
+    /// read did not fill `buf`. TCP's `read` copies everything queued up to
+    /// `buf.len()`, so a short read leaves nothing behind, and bytes that
+    /// arrive afterwards raise a new edge for the loop.
+    pub fn read_some(&mut self, buf: &mut [u8]) -> std::result::Result<usize, Errno> {
+        let result = loop {
             match nix::unistd::read(&self.fd, buf) {
                 Err(Errno::EINTR) => continue,
-                other => return other,
+                other => break other,
             }
-        }
+        };
+        self.drained = !matches!(result, Ok(n) if n == buf.len());
+        result
     }
 
     // ANCHOR: ch12_parse_queued
@@ -204,6 +217,8 @@ impl Conn {
     /// 2. Unless `closing`, `peer_done` or the queue is full
     ///    (`max_pipeline`): read once into a buffer, append to `unparsed`
     ///    (EOF sets `peer_done`, EAGAIN is nothing, another error closes).
+    ///    Read with [`Conn::read_some`]: the loop is edge-triggered and
+    ///    learns from it whether the socket is drained.
     ///    Then parse what is there in order (`parse_queued`).
     /// 3. Write: the front response with [`Response::write_to`] until it is
     ///    all sent (pop it; in order, never skipping one) or the socket is

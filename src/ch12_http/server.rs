@@ -127,34 +127,65 @@ fn watch(listener: OwnedFd, stop: std::os::fd::BorrowedFd<'_>) -> Result<(Epoll,
     Ok((epoll, listener))
 }
 
-/// Register or change what `fd` waits for.
-fn interest(read: bool, write: bool) -> EpollFlags {
-    let mut flags = EpollFlags::empty();
-    if read {
-        flags |= EpollFlags::EPOLLIN;
-    }
-    if write {
-        flags |= EpollFlags::EPOLLOUT;
-    }
-    flags
+/// What a connection is registered for, once, at `accept`: readable,
+/// writable and the peer's FIN (`EPOLLRDHUP`), edge-triggered, as nginx
+/// does. Edge-triggered, a connection is reported when bytes *arrive*, in
+/// the order they arrive; level-triggered, epoll puts every connection it
+/// reported back on its ready list at once, so one whose request arrives a
+/// moment after `epoll_wait` returned queues behind all the others for a
+/// whole extra round (the chapter's benchmark measured that tail).
+/// Registered once, it is never changed: no `epoll_ctl(MOD)` per response.
+fn interest() -> EpollFlags {
+    EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET
 }
 
-/// One connection of a loop: the interest it is registered for, and when
-/// its entry in the timer tree is due (`None`: it has none right now).
+/// An event that says there may be bytes (or a FIN, or an error) to read.
+fn readable(event: &EpollEvent) -> bool {
+    event.events().intersects(
+        EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR,
+    )
+}
+
+/// One connection of a loop, when its entry in the timer tree is due
+/// (`None`: it has none right now), and what the edge-triggered loop must
+/// remember because epoll will not say it twice.
 struct Slot {
     conn: Conn,
-    flags: EpollFlags,
     due: Option<Instant>,
+    /// An edge said there is input, and no read since has drained it.
+    unread: bool,
+    /// The peer's FIN has been reported (`EPOLLRDHUP`/`EPOLLHUP`): a short
+    /// read does not drain it; only reading the EOF does.
+    peer_fin: bool,
+    /// On the loop's `again` list.
+    posted: bool,
+}
+
+/// What a connection looks like from outside `advance`: if one call
+/// changes none of it, that call found nothing to read.
+fn progress(conn: &Conn) -> (u64, usize, usize, Instant, bool) {
+    (
+        conn.requests,
+        conn.unparsed.len(),
+        conn.queue.len(),
+        conn.last_progress,
+        conn.peer_done,
+    )
 }
 
 /// One loop's state: its connections by fd, and their timers ordered by
 /// when they are due (nginx keeps a red-black tree; a `BTreeSet` of
 /// `(due, fd)` is the same idea). `epoll_wait` sleeps until the earliest is
 /// due, so an idle server does no work, however many connections it holds.
+/// `again` holds connections that may still have input after their turn
+/// (nginx's posted events): each gets one more turn after this round's
+/// events, and more in later rounds, so one flooding client cannot keep the
+/// loop to itself.
 struct Loop<'a> {
     epoll: Epoll,
     conns: HashMap<RawFd, Slot>,
     timers: BTreeSet<(Instant, RawFd)>,
+    again: Vec<RawFd>,
     stats: Stats,
     config: &'a Config,
 }
@@ -172,12 +203,18 @@ pub fn serve_one(
         epoll,
         conns: HashMap::new(),
         timers: BTreeSet::new(),
+        again: Vec::new(),
         stats: Stats::default(),
         config,
     };
     let mut events = vec![EpollEvent::empty(); 256];
     loop {
-        let n = match lp.epoll.wait(&mut events, lp.timeout()) {
+        let timeout = if lp.again.is_empty() {
+            lp.timeout()
+        } else {
+            EpollTimeout::ZERO
+        };
+        let n = match lp.epoll.wait(&mut events, timeout) {
             Ok(n) => n,
             Err(Errno::EINTR) => 0,
             Err(e) => return Err(Error::sys("epoll_wait", e)),
@@ -187,7 +224,18 @@ pub fn serve_one(
             match event.data() {
                 STOP => return Ok(lp.stats),
                 LISTENER => lp.accept_all(&listener, stop, now)?,
-                token => lp.drive(token as RawFd, now, false),
+                token => {
+                    let fd = token as RawFd;
+                    if readable(event)
+                        && let Some(slot) = lp.conns.get_mut(&fd)
+                    {
+                        slot.unread = true;
+                        slot.peer_fin |= event
+                            .events()
+                            .intersects(EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP);
+                    }
+                    lp.drive(fd, now, false)
+                }
             }
         }
         while let Some(&(due, fd)) = lp.timers.first()
@@ -198,6 +246,12 @@ pub fn serve_one(
                 slot.due = None;
             }
             lp.drive(fd, now, true);
+        }
+        for fd in std::mem::take(&mut lp.again) {
+            if let Some(slot) = lp.conns.get_mut(&fd) {
+                slot.posted = false;
+            }
+            lp.drive(fd, now, false);
         }
     }
 }
@@ -249,10 +303,9 @@ impl Loop<'_> {
                 self.stats.turned_away += 1;
                 continue; // dropped: closed at once
             }
-            let flags = interest(true, false);
             if self
                 .epoll
-                .add(&fd, EpollEvent::new(flags, raw as u64))
+                .add(&fd, EpollEvent::new(interest(), raw as u64))
                 .is_err()
             {
                 continue;
@@ -265,14 +318,19 @@ impl Loop<'_> {
                 raw,
                 Slot {
                     conn,
-                    flags,
                     due: Some(due),
+                    unread: true,
+                    peer_fin: false,
+                    posted: false,
                 },
             );
         }
     }
 
-    /// Advance one connection; close it, or update its interest and timer.
+    /// Advance one connection; close it, or update its timer, and post it
+    /// for another turn if it wants to read and its input may not be
+    /// drained: epoll reports an edge once, and [`Conn::advance`] reads
+    /// once per call.
     ///
     /// A timer entry is moved only when the deadline comes *earlier* (a
     /// head started: the header deadline). When it moves later (progress
@@ -283,9 +341,10 @@ impl Loop<'_> {
         let Some(slot) = self.conns.get_mut(&fd) else {
             return;
         };
-        let before = slot.conn.requests;
+        let before = progress(&slot.conn);
+        slot.conn.drained = false;
         let next = slot.conn.advance(self.config, now);
-        self.stats.requests += slot.conn.requests - before;
+        self.stats.requests += slot.conn.requests - before.0;
         for line in slot.conn.log.drain(..) {
             println!("{line}");
         }
@@ -301,13 +360,19 @@ impl Loop<'_> {
                     }
                 }
             }
-            Next::Wait { read, write } => {
-                let want = interest(read, write);
-                if want != slot.flags {
-                    let mut event = EpollEvent::new(want, fd as u64);
-                    if self.epoll.modify(&slot.conn.fd, &mut event).is_ok() {
-                        slot.flags = want;
-                    }
+            Next::Wait { read, .. } => {
+                // Drained: a read came back short (and the FIN, if one was
+                // reported, has been read), or this turn changed nothing
+                // (an `advance` that reads some other way found nothing).
+                // Not reading (its queue is full), `unread` is kept: it is
+                // looked at again when writing empties the queue.
+                let fin_left = slot.peer_fin && !slot.conn.peer_done;
+                if read && ((slot.conn.drained && !fin_left) || progress(&slot.conn) == before) {
+                    slot.unread = false;
+                }
+                if read && slot.unread && !slot.posted {
+                    slot.posted = true;
+                    self.again.push(fd);
                 }
                 // Never due in the past: a connection advance did not close
                 // at its deadline is looked at again a millisecond later.
