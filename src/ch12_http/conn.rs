@@ -128,8 +128,8 @@ impl Conn {
     ///
     /// Read the socket only through this: it sets [`Conn::drained`] when the
     /// read did not fill `buf`. TCP's `read` copies everything queued up to
-    /// `buf.len()`, so a short read leaves nothing behind, and bytes that
-    /// arrive afterwards raise a new edge for the loop.
+    /// `buf.len()`, so a short read took all there was, and bytes that
+    /// arrive during or after it raise a new edge for the loop.
     pub fn read_some(&mut self, buf: &mut [u8]) -> std::result::Result<usize, Errno> {
         let result = loop {
             match nix::unistd::read(&self.fd, buf) {
