@@ -76,7 +76,13 @@ impl Contender for Nginx {
             .map_err(|e| io("spawn (is nginx-light installed?)", e))?;
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(5);
+        let mut child = child;
         while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(Error::msg(format!(
+                    "nginx exited ({status}) before it listened (see {d}/error.log)"
+                )));
+            }
             if Instant::now() > deadline {
                 stop_child(child);
                 return Err(Error::msg(format!(
@@ -219,6 +225,18 @@ fn make_site(dir: &Path) -> Result<()> {
 
 /// small: `small.html`; big: the 1 MiB file. 64 connections each.
 pub fn comparisons(opts: &Options) -> Result<Vec<Comparison>> {
+    let missing: Vec<&str> = [("nginx", "-v"), ("wrk", "--version")]
+        .into_iter()
+        .filter(|(tool, arg)| Command::new(tool).arg(arg).output().is_err())
+        .map(|(tool, _)| tool)
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "bench: chapter 12's table skipped: {} not found (apt-get install nginx-light wrk)",
+            missing.join(" and ")
+        );
+        return Ok(Vec::new());
+    }
     let site = opts.out_dir.join("ch12-site");
     make_site(&site)?;
     let root =
