@@ -182,13 +182,18 @@ pub fn parse_wrk(out: &str) -> Result<Measured> {
     Ok(m)
 }
 
+/// wrk's `-d` in whole seconds, at least 1: `secs` rounded up.
+fn whole_secs(secs: f64) -> u64 {
+    secs.ceil().max(1.0) as u64
+}
+
 impl Workload for Wrk {
     fn unit(&self) -> &str {
         "requests"
     }
 
     fn run(&self, addr: &SockaddrStorage, duration: Duration) -> Result<Measured> {
-        let secs = duration.as_secs_f64().ceil().max(1.0) as u64;
+        let secs = whole_secs(duration.as_secs_f64());
         let out = Command::new("wrk")
             .args([
                 "-t1",
@@ -322,6 +327,11 @@ pub fn comparisons(opts: &Options) -> Result<Vec<Comparison>> {
                 "both one worker (nginx: worker_processes 1, master_process off; ch12: --threads 1), sendfile, no access log.".into(),
                 "baseline nginx: tcp_nopush on (TCP_CORK around head and body, as ch12's MSG_MORE); nginx (tcp_nopush off) is nginx's default, for comparison.".into(),
                 "wrk -t1 -c64 --latency, same duration; requests/s, requests per server CPU-second, p99 from wrk.".into(),
+                format!(
+                    "wrk's -d takes whole seconds: here the warm-up lasts {} s and the measurement {} s.",
+                    if opts.warmup > 0.0 { whole_secs(opts.warmup) } else { 0 },
+                    whole_secs(opts.secs)
+                ),
             ],
         });
     }
