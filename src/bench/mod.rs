@@ -31,6 +31,7 @@ pub mod ch12;
 pub mod load;
 pub mod report;
 pub mod rounds;
+pub mod stalls;
 pub mod stats;
 
 use std::path::PathBuf;
@@ -160,6 +161,25 @@ pub fn allowed_cpus() -> Vec<usize> {
         .collect()
 }
 
+/// [`stalls::probe`] for 2 s on `cpus`, with the steal time the kernel
+/// counted meanwhile, as one header line.
+fn probe_stalls(cpus: &[usize]) -> String {
+    // sysconf(3) with _SC_CLK_TCK: the unit of /proc/stat's times (nix has
+    // it only behind its "feature" feature, which this crate does not turn on).
+    // SAFETY: sysconf takes an int and reads no memory of ours.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks_per_s = (hz > 0).then_some(hz);
+    let before = stalls::steal_ticks();
+    let seen = stalls::probe(cpus, Duration::from_secs(2));
+    let steal = match (before, stalls::steal_ticks(), ticks_per_s) {
+        (Some(a), Some(b), Some(hz)) => Some(Duration::from_secs_f64(
+            b.saturating_sub(a) as f64 / hz as f64,
+        )),
+        _ => None,
+    };
+    stalls::describe(&seen, steal)
+}
+
 fn pin_self(cpu: usize) -> Result<()> {
     let mut set = CpuSet::new();
     set.set(cpu).call(format!("CPU_SET({cpu})"))?;
@@ -199,6 +219,7 @@ pub fn run(opts: &Options) -> Result<()> {
     println!("# machine: {}", machine());
     println!("# RLIMIT_NOFILE soft {soft} -> {hard} (inherited by every server)");
     let cpus = allowed_cpus();
+    println!("{}", probe_stalls(&cpus[..cpus.len().min(2)]));
     let server_cpu = if cpus.len() >= 2 {
         pin_self(cpus[0])?;
         println!(
