@@ -211,7 +211,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let comparisons = comparisons(opts)?;
     if comparisons.is_empty() {
         return Err(Error::msg(
-            "no comparison chosen (see --chapters, --scenarios)",
+            "nothing to run: no comparison chosen (see --chapters, --scenarios), or every chosen one skipped (see above)",
         ));
     }
     let (soft, hard) = crate::ch07_threads::server::raise_fd_limit()?;
