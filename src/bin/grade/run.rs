@@ -227,7 +227,12 @@ pub fn grade(root: &Path, options: &Options) -> Result<Grade, String> {
     for (tests, ran) in declared.iter().zip(runs) {
         let target = tests[0].target.as_str();
         let (ran, limit) = ran?;
-        let results = parse_libtest(&ran.stdout);
+        let mut results = parse_libtest(&ran.stdout);
+        if !ran.killed && !ran.success {
+            results.extend(rerun_the_unreported(
+                root, options, tests, &results, &ran, &mut notes,
+            ));
+        }
         let skips = read_skips(&skip_file(root, options, target));
         for t in tests {
             let skipped = skips
@@ -307,6 +312,112 @@ fn run_target(
         .arg(format!("--test-threads={}", options.threads))
         .env("SOCKBOOK_SKIP_FILE", &skips);
     Ok((run_bounded(cmd, limit)?, limit))
+}
+
+/// A test binary that dies (an abort, a segfault: a `fatal runtime error`
+/// is not a panic libtest can catch) takes every test still running or
+/// not yet started with it. Run each graded test it did not report on
+/// again, alone, so the death is charged to the test that causes it and
+/// the others get their own result.
+fn rerun_the_unreported(
+    root: &Path,
+    options: &Options,
+    tests: &[Declared],
+    results: &[Reported],
+    ran: &Ran,
+    notes: &mut Vec<String>,
+) -> Vec<Reported> {
+    let missing: Vec<&Declared> = tests
+        .iter()
+        .filter(|t| !results.iter().any(|r| r.name == t.name))
+        .collect();
+    if missing.is_empty() {
+        return Vec::new();
+    }
+    let target = tests[0].target.as_str();
+    notes.push(format!(
+        "{target}: the test binary died ({}); its {} graded test(s) without a result were run again, one at a time",
+        last_words(&ran.stderr),
+        missing.len()
+    ));
+    let mut out = Vec::new();
+    for t in missing {
+        if options.progress {
+            eprintln!("grade: running {target}::{} alone", t.name);
+        }
+        let mut cmd = cargo(root, options);
+        cmd.args([
+            "test", "--test", target, "--", "--color", "never", "--exact",
+        ])
+        .arg(&t.name)
+        .arg("--test-threads=1")
+        .env("SOCKBOOK_SKIP_FILE", skip_file(root, options, target));
+        let limit = binary_limit(std::slice::from_ref(t), 1);
+        let alone = match run_bounded(cmd, limit) {
+            Ok(alone) => alone,
+            Err(e) => {
+                out.push(Reported {
+                    name: t.name.clone(),
+                    passed: false,
+                    message: e,
+                });
+                continue;
+            }
+        };
+        match parse_libtest(&alone.stdout)
+            .into_iter()
+            .find(|r| r.name == t.name)
+        {
+            Some(r) => out.push(r),
+            None if alone.killed => out.push(Reported {
+                name: t.name.clone(),
+                passed: false,
+                message: format!(
+                    "no result: the test was stopped after {} s running alone",
+                    limit.as_secs()
+                ),
+            }),
+            None if alone.stdout.contains("running 0 tests") => {}
+            None => out.push(Reported {
+                name: t.name.clone(),
+                passed: false,
+                message: format!(
+                    "the test binary died while this test ran alone: {}",
+                    last_words(&alone.stderr)
+                ),
+            }),
+        }
+    }
+    out
+}
+
+/// Why a test binary died, from cargo's stderr: the runtime's `fatal
+/// runtime error` line and cargo's `process didn't exit successfully`
+/// line (which names the signal), or the last line.
+fn last_words(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains("fatal runtime error") || l.contains("didn't exit successfully"))
+        .map(|l| {
+            // cargo quotes the whole command line: keep what follows it.
+            match l.rfind("` (") {
+                Some(i) => l[i + 2..].trim_start_matches('(').trim_end_matches(')'),
+                None => l,
+            }
+        })
+        .collect();
+    if lines.is_empty() {
+        stderr
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("no message")
+            .to_string()
+    } else {
+        lines.join("; ")
+    }
 }
 
 /// Where one test binary's `support::skip` lines go: `test name<TAB>reason`.
@@ -582,6 +693,16 @@ mod tests {
             "started",
             "what it printed before is kept"
         );
+    }
+
+    #[test]
+    fn last_words_name_the_runtime_error_and_the_signal() {
+        let stderr = "    Finished `test` profile [unoptimized + debuginfo] target(s) in 0.05s\n     Running tests/ch10_unix.rs (target/debug/deps/ch10_unix-0f)\nfatal runtime error: IO Safety violation: owned file descriptor already closed, aborting\nerror: test failed, to rerun pass `--test ch10_unix`\n\nCaused by:\n  process didn't exit successfully: `/t/ch10_unix-0f --color never --exact a` (signal: 6, SIGABRT: process abort signal)\n";
+        assert_eq!(
+            last_words(stderr),
+            "fatal runtime error: IO Safety violation: owned file descriptor already closed, aborting; signal: 6, SIGABRT: process abort signal"
+        );
+        assert_eq!(last_words("first\nlast line\n\n"), "last line");
     }
 
     const SAMPLE: &str = "\
