@@ -245,15 +245,21 @@ pub fn run(opts: &Options) -> Result<()> {
     println!(
         "# a ratio cell is the median of the per-round ratios to the baseline (measured in the same round), with their range in brackets (min–max up to 8 rounds, then the k-th smallest to k-th largest: at least 93.75 % sure to hold the true median);"
     );
-    println!(
-        "# with {} rounds that range is the {} and holds the true median ratio with {:.1} % probability; a range that straddles 1.00 is no clear difference",
-        plan.rounds,
-        match stats::order_k(plan.rounds) {
-            1 => "min–max".to_string(),
-            k => format!("{0} smallest to {0} largest", stats::ordinal(k)),
-        },
-        stats::coverage(plan.rounds, stats::order_k(plan.rounds)) * 100.0
-    );
+    if plan.rounds == 1 {
+        println!(
+            "# with 1 round each ratio is a single sample, with no range: run more --rounds before drawing a conclusion"
+        );
+    } else {
+        println!(
+            "# with {} rounds that range is the {} and holds the true median ratio with {:.1} % probability; a range that straddles 1.00 is no clear difference",
+            plan.rounds,
+            match stats::order_k(plan.rounds) {
+                1 => "min–max".to_string(),
+                k => format!("{0} smallest to {0} largest", stats::ordinal(k)),
+            },
+            stats::coverage(plan.rounds, stats::order_k(plan.rounds)) * 100.0
+        );
+    }
     let mut csv = String::from(report::CSV_HEADER);
     for c in &comparisons {
         println!("\n## {} — {}\n", c.chapter, c.title);
