@@ -71,12 +71,11 @@ impl Contender for Nginx {
         if let Some(cpu) = cpu {
             command = pinned(command, cpu);
         }
-        let child = command
+        let mut child = command
             .spawn()
             .map_err(|e| io("spawn (is nginx-light installed?)", e))?;
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(5);
-        let mut child = child;
         while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(Error::msg(format!(

@@ -164,17 +164,11 @@ pub fn allowed_cpus() -> Vec<usize> {
 /// [`stalls::probe`] for 2 s on `cpus`, with the steal time the kernel
 /// counted meanwhile, as one header line.
 fn probe_stalls(cpus: &[usize]) -> String {
-    // sysconf(3) with _SC_CLK_TCK: the unit of /proc/stat's times (nix has
-    // it only behind its "feature" feature, which this crate does not turn on).
-    // SAFETY: sysconf takes an int and reads no memory of ours.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks_per_s = (hz > 0).then_some(hz);
+    let hz = crate::ch07_threads::proc::ticks_per_second() as f64;
     let before = stalls::steal_ticks();
     let seen = stalls::probe(cpus, Duration::from_secs(2));
-    let steal = match (before, stalls::steal_ticks(), ticks_per_s) {
-        (Some(a), Some(b), Some(hz)) => Some(Duration::from_secs_f64(
-            b.saturating_sub(a) as f64 / hz as f64,
-        )),
+    let steal = match (before, stalls::steal_ticks()) {
+        (Some(a), Some(b)) => Some(Duration::from_secs_f64(b.saturating_sub(a) as f64 / hz)),
         _ => None,
     };
     stalls::describe(&seen, steal)

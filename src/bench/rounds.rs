@@ -160,18 +160,24 @@ pub struct RoundPlan {
     pub max_other_cpu: f64,
 }
 
+/// The numbers of the first line of `/proc/stat` (`cpu  user nice system
+/// idle iowait irq softirq steal …`, in clock ticks); empty when it cannot
+/// be read.
+pub fn machine_cpu_line() -> Vec<u64> {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = text.lines().next() else {
+        return Vec::new();
+    };
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
 /// Busy and total jiffies of the whole machine, from the first line of
 /// `/proc/stat` (`cpu  user nice system idle iowait irq softirq steal …`).
 pub fn machine_ticks() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = text.lines().next() else {
-        return (0, 0);
-    };
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|s| s.parse().ok())
-        .collect();
+    let v = machine_cpu_line();
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
     (total.saturating_sub(idle), total)

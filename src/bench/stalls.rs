@@ -82,13 +82,10 @@ pub fn probe(cpus: &[usize], span: Duration) -> Vec<Stalls> {
     })
 }
 
-/// Steal time of all CPUs together, from the `cpu` line of `/proc/stat`
-/// (clock ticks, `sysconf(_SC_CLK_TCK)` of them a second); `None` when it
-/// cannot be read.
+/// Steal time of all CPUs together, the 8th number of the `cpu` line of
+/// `/proc/stat` (clock ticks); `None` when it cannot be read.
 pub fn steal_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    line.split_whitespace().nth(8)?.parse().ok()
+    super::rounds::machine_cpu_line().get(7).copied()
 }
 
 /// One line for the benchmark's header.
