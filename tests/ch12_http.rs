@@ -932,7 +932,9 @@ graded! {
         // Then one request whose head (about 6 KiB) is more than one read,
         // and nothing after it: the server must read on without a new event.
         let big_head = format!("GET /style.css HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(6000));
-        s.write_all(big_head.as_bytes()).unwrap();
+        s.write_all(big_head.as_bytes()).unwrap_or_else(|e| {
+            panic!("writing a GET with a {}-byte head after the 60 pipelined responses failed: {e} (did the server close or reset the connection?)", big_head.len())
+        });
         let r = read_response(&mut s, &mut pending, false, &format!("GET /style.css with a {}-byte head, sent in one write after the 60 pipelined responses", big_head.len()));
         assert_eq!(r.status, 200, "GET /style.css with a {}-byte head (within the limits) in one write: expected 200; got {}", big_head.len(), r.describe());
         drop(s);
@@ -955,9 +957,10 @@ graded! {
             ("GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n", true),
         ] {
             let mut s = server.connect();
-            s.write_all(req.as_bytes()).unwrap();
+            s.write_all(req.as_bytes()).unwrap_or_else(|e| panic!("writing {req:?} to a fresh connection failed: {e}"));
             let req = if then_fin {
-                s.shutdown(std::net::Shutdown::Write).unwrap();
+                s.shutdown(std::net::Shutdown::Write)
+                    .unwrap_or_else(|e| panic!("{req:?}: shutdown(SHUT_WR) after the request failed: {e}"));
                 format!("{req:?} then shutdown(SHUT_WR)")
             } else {
                 format!("{req:?}")
